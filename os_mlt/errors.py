@@ -1,0 +1,47 @@
+"""Exceptions raised by os_mlt.
+
+All of them derive from `OsMltError`, so callers can catch one type:
+
+    OsMltError
+    ├── ConfigurationError      invalid setting or argument
+    ├── NodeError               the local OpenSearch node failed to install, start or stop
+    ├── IndexNotFoundError      the index or alias does not exist
+    ├── MappingError            the index mapping cannot hold the vector field
+    ├── DocumentNotFoundError   hybrid_similar was given an id that is not in the index
+    ├── VectorMissingError      the document exists but has no vector yet
+    └── BulkWriteError          some bulk items failed; `.failures` lists them
+
+Errors raised by opensearch-py while talking to the cluster are wrapped only
+where os_mlt can add a fix to the message, with the original chained as
+`__cause__`.
+"""
+
+from __future__ import annotations
+
+
+class OsMltError(Exception):
+    """Base class of every error raised by os_mlt."""
+
+
+class ConfigurationError(OsMltError, ValueError):
+    """A setting or argument has an invalid value."""
+
+
+class NodeError(OsMltError):
+    """The local OpenSearch node could not be installed, started or stopped."""
+
+
+class IndexNotFoundError(OsMltError):
+    """The index or alias does not exist on the cluster."""
+
+
+class MappingError(OsMltError):
+    """The index mapping conflicts with the vector field os_mlt needs."""
+
+
+class DocumentNotFoundError(OsMltError):
+    """No document with the given id exists in the index."""
+
+
+class VectorMissingError(OsMltError):
+    """The document exists but holds no vector, so the backfill has not reached it."""

@@ -1,0 +1,452 @@
+"""Backfill: embed the text of every document and write the vector into it.
+
+The run is a pipeline of three threads joined by bounded queues, so reading,
+encoding and writing overlap and memory stays flat:
+
+    reader  -- scroll pages -->  encoder (caller's thread)  -- bulk batches -->  writer
+
+Each update carries the `if_seq_no` / `if_primary_term` the document was read
+with. A document changed by someone else in the meantime fails with a 409;
+it is read again, embedded again and written again, so its final vector
+matches its final text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from opensearchpy import OpenSearch, helpers
+
+from ..client import resolve_client
+from ..encoder import Encoder, document_text, text_hash
+from ..errors import OsMltError
+from ..settings import Settings
+from .mapping import ensure_vector_mapping, resolve_index
+from .migrate import Migration, knn_missing_error, prepare_migration, swap_alias
+from .report import MAX_REASON_CHARS, BackfillReport, ItemIssue
+
+logger = logging.getLogger(__name__)
+
+# Scroll pages and bulk batches waiting between threads. Two are enough to
+# keep each stage busy while the next one works; more only costs memory.
+_QUEUE_SIZE = 2
+
+# Rounds of re-reading documents whose update hit a version conflict.
+_CONFLICT_ROUNDS = 5
+
+# Retries of bulk items rejected with 429, with exponential backoff from this delay.
+_REJECTED_RETRIES = 6
+_REJECTED_BACKOFF_S = 0.5
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event.
+
+    Attributes:
+        stage: `copy` while documents are copied into a k-NN index, else `embed`.
+        done: Documents handled so far in this stage.
+        total: Documents to handle in this stage.
+    """
+
+    stage: str
+    done: int
+    total: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A document read from the index whose vector must be (re)written."""
+
+    index: str
+    id: str
+    routing: str | None
+    seq_no: int
+    primary_term: int
+    text: str
+    text_sha256: str
+
+
+class IndexBlockedError(OsMltError):
+    """The index rejects writes because of a block such as read-only."""
+
+
+_STOP = object()
+
+
+def backfill(
+    settings: Settings | None = None,
+    *,
+    client: OpenSearch | None = None,
+    encoder: Encoder | None = None,
+    index: str | None = None,
+    migrate: bool = False,
+    progress: ProgressCallback | None = None,
+) -> BackfillReport:
+    """Embed the text fields of every document in an index and store the vectors.
+
+    Adds the `knn_vector` field (dimension from the model) and a meta object
+    (model identity and text hash) to the mapping if they are missing, then
+    writes a vector into each document whose text or model changed since its
+    last vector. Running it again embeds only what changed.
+
+    Args:
+        settings: Connection, index and model settings; defaults read `OS_MLT_*`.
+        client: An existing client to use instead of one built from `settings`.
+        encoder: An already loaded encoder, to share one model between calls.
+        index: Index or alias, overriding `settings.index`.
+        migrate: For an alias whose index was created without `index.knn: true`,
+            copy it into `<index>-knn`, embed there and move the alias. Without
+            it such an index raises `MappingError`.
+        progress: Called with a `Progress` after each page of documents.
+
+    Returns:
+        The counts, and the skipped and failed documents with reasons.
+
+    Raises:
+        IndexNotFoundError: The index does not exist.
+        MappingError: The vector field conflicts with the mapping, or the index
+            lacks `index.knn` and cannot be migrated.
+        IndexBlockedError: The index rejects writes (read-only or closed).
+    """
+    settings = settings or Settings()
+    name = index or settings.require_index()
+    client = resolve_client(client, settings)
+    encoder = encoder or Encoder(
+        settings.model, device=settings.device, batch_size=settings.encode_batch_size
+    )
+    started = time.perf_counter()
+
+    target = resolve_index(client, name)
+    migration: Migration | None = None
+    scan_name = name
+    if target.indices_without_knn:
+        if not migrate:
+            raise knn_missing_error(target)
+        migration = prepare_migration(
+            client,
+            target,
+            vector_field=settings.vector_field,
+            meta_field=settings.meta_field,
+            dimension=encoder.dimension,
+            progress=_stage_callback(progress, "copy"),
+        )
+        scan_name = migration.new_index
+    else:
+        ensure_vector_mapping(
+            client,
+            target.indices,
+            vector_field=settings.vector_field,
+            meta_field=settings.meta_field,
+            dimension=encoder.dimension,
+        )
+
+    report = BackfillReport(index=name, migration=migration)
+    report.total = int(client.count(index=scan_name)["count"])
+    run = _Run(client, settings, encoder, report, progress)
+    run.embed_all(scan_name)
+    client.indices.refresh(index=scan_name)
+
+    if migration is not None and report.ok:
+        swap_alias(client, migration)
+    elif migration is not None:
+        logger.warning(
+            "Alias %s still points at %s because %d documents failed; fix them and run again",
+            migration.alias,
+            migration.source_index,
+            report.failed,
+        )
+    report.seconds = time.perf_counter() - started
+    logger.info("Backfill done: %s", report.summary())
+    return report
+
+
+def _stage_callback(
+    progress: ProgressCallback | None, stage: str
+) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(Progress(stage, done, total))
+
+
+class _Run:
+    """State of one backfill: the three pipeline stages and the report they fill."""
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        settings: Settings,
+        encoder: Encoder,
+        report: BackfillReport,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.encoder = encoder
+        self.report = report
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.conflicts: list[tuple[str, str, str | None]] = []
+        self.source_fields = [*settings.text_fields, settings.meta_field]
+
+    # Stage 1: read.
+
+    def _read_pages(self, index: str) -> Iterator[list[dict[str, Any]]]:
+        page: list[dict[str, Any]] = []
+        hits = helpers.scan(
+            self.client,
+            index=index,
+            query={"_source": self.source_fields, "seq_no_primary_term": True},
+            size=self.settings.scan_batch_size,
+            scroll=self.settings.scroll_keep_alive,
+        )
+        for hit in hits:
+            page.append(hit)
+            if len(page) >= self.settings.scan_batch_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    # Stage 2: select and encode.
+
+    def _select(self, hit: Mapping[str, Any]) -> _Pending | None:
+        """Return the document when it needs a new vector, else count it and return None."""
+        source = hit.get("_source", {})
+        text = document_text(source, self.settings.text_fields)
+        if not text:
+            fields = ", ".join(self.settings.text_fields)
+            self.report.add_skipped(
+                ItemIssue(id=hit["_id"], index=hit["_index"], reason=f"no text in {fields}")
+            )
+            return None
+        digest = text_hash(text)
+        meta = source.get(self.settings.meta_field) or {}
+        if meta.get("text_sha256") == digest and meta.get("model") == self.encoder.identity:
+            self.report.unchanged += 1
+            return None
+        return _Pending(
+            index=hit["_index"],
+            id=hit["_id"],
+            routing=hit.get("_routing"),
+            seq_no=int(hit["_seq_no"]),
+            primary_term=int(hit["_primary_term"]),
+            text=text,
+            text_sha256=digest,
+        )
+
+    def _encode(self, pending: list[_Pending]) -> list[tuple[_Pending, list[float]]]:
+        vectors = self.encoder.encode([item.text for item in pending])
+        norms = np.linalg.norm(vectors, axis=1)
+        batch: list[tuple[_Pending, list[float]]] = []
+        for item, vector, norm in zip(pending, vectors, norms, strict=True):
+            # Cosine space rejects a zero vector, and NaN would poison the graph.
+            if not np.isfinite(norm) or norm == 0:
+                self.report.add_skipped(
+                    ItemIssue(id=item.id, index=item.index, reason="model returned a zero vector")
+                )
+                continue
+            batch.append((item, vector.tolist()))
+        return batch
+
+    # Stage 3: write.
+
+    def _bulk_body(self, batch: list[tuple[_Pending, list[float]]]) -> str:
+        lines: list[str] = []
+        for item, vector in batch:
+            action: dict[str, Any] = {
+                "_index": item.index,
+                "_id": item.id,
+                "if_seq_no": item.seq_no,
+                "if_primary_term": item.primary_term,
+            }
+            if item.routing is not None:
+                action["routing"] = item.routing
+            doc = {
+                self.settings.vector_field: vector,
+                self.settings.meta_field: {
+                    "model": self.encoder.identity,
+                    "text_sha256": item.text_sha256,
+                },
+            }
+            lines.append(json.dumps({"update": action}))
+            lines.append(json.dumps({"doc": doc}))
+        return "\n".join(lines) + "\n"
+
+    def _write(self, batch: list[tuple[_Pending, list[float]]]) -> None:
+        for attempt in range(_REJECTED_RETRIES + 1):
+            response = self.client.bulk(body=self._bulk_body(batch))
+            rejected = self._collect(batch, response, last_attempt=attempt == _REJECTED_RETRIES)
+            if not rejected:
+                return
+            delay = _REJECTED_BACKOFF_S * 2**attempt
+            logger.warning(
+                "%d bulk items rejected with 429; retrying in %.1f s (attempt %d of %d)",
+                len(rejected),
+                delay,
+                attempt + 1,
+                _REJECTED_RETRIES,
+            )
+            time.sleep(delay)
+            batch = rejected
+
+    def _collect(
+        self,
+        batch: list[tuple[_Pending, list[float]]],
+        response: Mapping[str, Any],
+        *,
+        last_attempt: bool,
+    ) -> list[tuple[_Pending, list[float]]]:
+        """Record the outcome of each bulk item; return those to retry after a 429."""
+        rejected: list[tuple[_Pending, list[float]]] = []
+        for (item, vector), result in zip(batch, response["items"], strict=True):
+            outcome = result["update"]
+            status = int(outcome.get("status", 500))
+            error = outcome.get("error")
+            if error is None:
+                with self.lock:
+                    self.report.embedded += 1
+            elif status == 409:
+                with self.lock:
+                    self.conflicts.append((item.index, item.id, item.routing))
+            elif status == 429 and not last_attempt:
+                rejected.append((item, vector))
+            elif error.get("type") in ("cluster_block_exception", "index_closed_exception"):
+                raise IndexBlockedError(
+                    f"index {item.index!r} rejects writes: {_reason(error)}. If the disk "
+                    "filled up, free space and clear the block with PUT "
+                    f"{item.index}/_settings {{\"index.blocks.read_only_allow_delete\": null}}; "
+                    "if the index is closed, open it; then run the backfill again"
+                )
+            else:
+                with self.lock:
+                    self.report.add_failed(
+                        ItemIssue(id=item.id, index=item.index, status=status, reason=_reason(error))
+                    )
+        return rejected
+
+    # The pipeline.
+
+    def embed_all(self, index: str) -> None:
+        """Run the read, encode and write stages over every document of `index`."""
+        self._pipeline(self._read_pages(index))
+        for _ in range(_CONFLICT_ROUNDS):
+            if not self.conflicts:
+                return
+            conflicts, self.conflicts = self.conflicts, []
+            logger.info("Re-reading %d documents changed during the backfill", len(conflicts))
+            self._pipeline(iter([self._reread(conflicts)]), count_scanned=False)
+        for index_name, doc_id, _ in self.conflicts:
+            self.report.add_failed(
+                ItemIssue(
+                    id=doc_id,
+                    index=index_name,
+                    status=409,
+                    reason=f"document kept changing during {_CONFLICT_ROUNDS} rewrites; run again",
+                )
+            )
+
+    def _reread(self, keys: list[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
+        for index, doc_id, routing in keys:
+            entry: dict[str, Any] = {"_index": index, "_id": doc_id}
+            if routing is not None:
+                entry["routing"] = routing
+            docs.append(entry)
+        response = self.client.mget(body={"docs": docs}, _source_includes=self.source_fields)
+        hits = []
+        for doc in response["docs"]:
+            if doc.get("found"):
+                hits.append(doc)
+        return hits
+
+    def _pipeline(self, pages: Iterator[list[dict[str, Any]]], *, count_scanned: bool = True) -> None:
+        page_queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
+        write_queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
+        errors: list[BaseException] = []
+        cancelled = threading.Event()
+
+        def read() -> None:
+            try:
+                for page in pages:
+                    if cancelled.is_set():
+                        return
+                    page_queue.put(page)
+            except BaseException as error:  # handed to the caller's thread
+                errors.append(error)
+            finally:
+                page_queue.put(_STOP)
+
+        def write() -> None:
+            while True:
+                batch = write_queue.get()
+                if batch is _STOP:
+                    return
+                if errors:
+                    continue  # drain so the encoder never blocks on a full queue
+                try:
+                    self._write(batch)  # type: ignore[arg-type]
+                except BaseException as error:
+                    errors.append(error)
+                    cancelled.set()
+
+        reader = threading.Thread(target=read, name="os-mlt-reader", daemon=True)
+        writer = threading.Thread(target=write, name="os-mlt-writer", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            self._encode_pages(page_queue, write_queue, cancelled, count_scanned)
+        finally:
+            cancelled.set()
+            write_queue.put(_STOP)
+            writer.join()
+            while reader.is_alive():
+                try:
+                    page_queue.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            reader.join()
+        if errors:
+            raise errors[0]
+
+    def _encode_pages(
+        self,
+        page_queue: queue.Queue[object],
+        write_queue: queue.Queue[object],
+        cancelled: threading.Event,
+        count_scanned: bool,
+    ) -> None:
+        bulk_size = self.settings.bulk_batch_size
+        while not cancelled.is_set():
+            page = page_queue.get()
+            if page is _STOP:
+                return
+            hits: list[dict[str, Any]] = page  # type: ignore[assignment]
+            pending = [item for item in map(self._select, hits) if item is not None]
+            if count_scanned:
+                self.report.scanned += len(hits)
+            for start in range(0, len(pending), bulk_size):
+                batch = self._encode(pending[start : start + bulk_size])
+                if batch:
+                    write_queue.put(batch)
+            if self.progress is not None and count_scanned:
+                self.progress(Progress("embed", self.report.scanned, self.report.total))
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    caused_by = error.get("caused_by")
+    if isinstance(caused_by, Mapping):
+        text += f" (caused by {caused_by.get('type')}: {caused_by.get('reason')})"
+    return text[:MAX_REASON_CHARS]

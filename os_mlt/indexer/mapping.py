@@ -1,0 +1,190 @@
+"""Checks and changes of index settings and mappings for the vector field."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from opensearchpy import NotFoundError, OpenSearch
+
+from ..errors import IndexNotFoundError, MappingError
+
+logger = logging.getLogger(__name__)
+
+# HNSW graph parameters of the vector field. They are the k-NN plugin's
+# defaults, written out so the mapping shows them in Dev Tools.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 100
+
+
+def vector_field_mapping(dimension: int) -> dict[str, Any]:
+    """Return the `knn_vector` mapping os_mlt adds for a model of `dimension`.
+
+    The Lucene engine runs in the JVM, so it needs none of the native
+    libraries that the faiss engine loads. Cosine similarity matches how
+    sentence-transformers models are trained.
+    """
+    return {
+        "type": "knn_vector",
+        "dimension": dimension,
+        "space_type": "cosinesimil",
+        "method": {
+            "name": "hnsw",
+            "engine": "lucene",
+            "parameters": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
+        },
+    }
+
+
+def meta_field_mapping() -> dict[str, Any]:
+    """Return the mapping of the object stored next to each vector."""
+    return {
+        "type": "object",
+        "properties": {
+            "model": {"type": "keyword"},
+            "text_sha256": {"type": "keyword"},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """An index name as the user gave it, resolved on the cluster.
+
+    Attributes:
+        name: The name given: an index or an alias.
+        indices: Concrete indices behind `name`, sorted.
+        is_alias: Whether `name` is an alias.
+        knn_enabled: Concrete indices created with `index.knn: true`.
+    """
+
+    name: str
+    indices: tuple[str, ...]
+    is_alias: bool
+    knn_enabled: frozenset[str]
+
+    @property
+    def indices_without_knn(self) -> tuple[str, ...]:
+        """Concrete indices created without `index.knn: true`."""
+        return tuple(name for name in self.indices if name not in self.knn_enabled)
+
+
+def resolve_index(client: OpenSearch, name: str) -> IndexTarget:
+    """Look up `name` and the concrete indices behind it.
+
+    Raises:
+        IndexNotFoundError: No index or alias is called `name`.
+    """
+    try:
+        settings = client.indices.get_settings(index=name, flat_settings=True)
+    except NotFoundError as error:
+        raise IndexNotFoundError(
+            f"index or alias {name!r} not found on the cluster; check the name "
+            "(GET _cat/indices and GET _cat/aliases list them)"
+        ) from error
+    indices = tuple(sorted(settings))
+    knn_enabled = frozenset(
+        index
+        for index, body in settings.items()
+        if str(body.get("settings", {}).get("index.knn", "false")).lower() == "true"
+    )
+    is_alias = bool(client.indices.exists_alias(name=name)) and name not in indices
+    return IndexTarget(name=name, indices=indices, is_alias=is_alias, knn_enabled=knn_enabled)
+
+
+def _field_mapping(properties: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """Find the mapping of a dotted field path inside `properties`."""
+    parts = path.split(".")
+    current: dict[str, Any] | None = {"properties": properties}
+    for part in parts:
+        if current is None:
+            return None
+        current = current.get("properties", {}).get(part)
+    return current
+
+
+def _properties_for(path: str, mapping: dict[str, Any]) -> dict[str, Any]:
+    """Nest `mapping` under the object fields of a dotted path."""
+    parts = path.split(".")
+    body: dict[str, Any] = {parts[-1]: mapping}
+    for part in reversed(parts[:-1]):
+        body = {part: {"properties": body}}
+    return body
+
+
+def ensure_vector_mapping(
+    client: OpenSearch,
+    indices: tuple[str, ...],
+    *,
+    vector_field: str,
+    meta_field: str,
+    dimension: int,
+) -> None:
+    """Add the vector and meta fields to the mapping of every index, if missing.
+
+    Raises:
+        MappingError: The field exists with another type or dimension.
+    """
+    mappings = client.indices.get_mapping(index=",".join(indices))
+    for index in indices:
+        properties = mappings.get(index, {}).get("mappings", {}).get("properties", {})
+        existing = _field_mapping(properties, vector_field)
+        if existing is not None:
+            _check_existing_vector(index, vector_field, existing, dimension)
+        else:
+            logger.info("Adding knn_vector field %s (dimension %d) to %s", vector_field, dimension, index)
+        additions: dict[str, Any] = {}
+        if existing is None:
+            additions.update(_properties_for(vector_field, vector_field_mapping(dimension)))
+        if _field_mapping(properties, meta_field) is None:
+            additions.update(_properties_for(meta_field, meta_field_mapping()))
+        if additions:
+            client.indices.put_mapping(index=index, body={"properties": additions})
+
+
+def _check_existing_vector(
+    index: str, field: str, mapping: dict[str, Any], dimension: int
+) -> None:
+    field_type = mapping.get("type", "object")
+    if field_type != "knn_vector":
+        raise MappingError(
+            f"field {field!r} in index {index!r} is mapped as {field_type!r}, not knn_vector; "
+            "choose another vector field name (OS_MLT_VECTOR_FIELD / --vector-field)"
+        )
+    existing_dimension = int(mapping.get("dimension", -1))
+    if existing_dimension != dimension:
+        raise MappingError(
+            f"field {field!r} in index {index!r} has dimension {existing_dimension}, "
+            f"but the model produces vectors of dimension {dimension}; use a model of "
+            f"dimension {existing_dimension} or another vector field name"
+        )
+
+
+# Settings that belong to one index's identity or history and that a new
+# index must not copy: OpenSearch rejects or overrides them on creation.
+# Entries ending with a dot are prefixes, the others exact keys.
+_UNCOPYABLE_SETTINGS = (
+    "index.uuid",
+    "index.creation_date",
+    "index.provided_name",
+    "index.version.",
+    "index.history.uuid",
+    "index.verified_before_close",
+    "index.resize.",
+    "index.routing.allocation.initial_recovery.",
+    "index.blocks.",
+    "index.knn",
+)
+
+
+def copyable_settings(flat_settings: dict[str, Any]) -> dict[str, Any]:
+    """Drop the settings that identify one index, keep the user's own."""
+    return {
+        key: value
+        for key, value in flat_settings.items()
+        if not any(
+            key.startswith(prefix) if prefix.endswith(".") else key == prefix
+            for prefix in _UNCOPYABLE_SETTINGS
+        )
+    }

@@ -1,0 +1,85 @@
+"""Counts and per-document outcomes of a backfill run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .migrate import Migration
+
+# Per-document issues kept in a report; the counts stay exact past this.
+MAX_LISTED_ISSUES = 100
+
+# Characters of a server error reason kept per document.
+MAX_REASON_CHARS = 300
+
+
+@dataclass(frozen=True)
+class ItemIssue:
+    """A document the backfill skipped or failed to update.
+
+    Attributes:
+        id: The document `_id`.
+        index: The concrete index that holds it.
+        reason: Why, in one line, capped at `MAX_REASON_CHARS`.
+        status: HTTP status of the failed bulk item; None for a skipped document.
+    """
+
+    id: str
+    index: str
+    reason: str
+    status: int | None = None
+
+
+@dataclass
+class BackfillReport:
+    """Outcome of `backfill`.
+
+    Attributes:
+        index: The index or alias the backfill ran on.
+        total: Documents in the index when the run started.
+        scanned: Documents read.
+        embedded: Documents that got a new vector.
+        unchanged: Documents whose vector already matched their text and the model.
+        skipped: Documents with no text to embed.
+        failed: Documents whose update failed.
+        skipped_items: The first skipped documents, with reasons.
+        failed_items: The first failed documents, with status and reason.
+        seconds: Wall time of the run.
+        migration: The k-NN copy the alias moved to, when the run migrated.
+    """
+
+    index: str
+    total: int = 0
+    scanned: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    skipped_items: list[ItemIssue] = field(default_factory=list)
+    failed_items: list[ItemIssue] = field(default_factory=list)
+    seconds: float = 0.0
+    migration: Migration | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no document failed."""
+        return self.failed == 0
+
+    def add_skipped(self, issue: ItemIssue) -> None:
+        self.skipped += 1
+        if len(self.skipped_items) < MAX_LISTED_ISSUES:
+            self.skipped_items.append(issue)
+
+    def add_failed(self, issue: ItemIssue) -> None:
+        self.failed += 1
+        if len(self.failed_items) < MAX_LISTED_ISSUES:
+            self.failed_items.append(issue)
+
+    def summary(self) -> str:
+        """Return one line with the counts and the throughput."""
+        rate = self.embedded / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.index}: scanned {self.scanned}, embedded {self.embedded}, "
+            f"unchanged {self.unchanged}, skipped {self.skipped}, failed {self.failed} "
+            f"in {self.seconds:.1f} s ({rate:.1f} embedded/s)"
+        )

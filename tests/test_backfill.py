@@ -1,0 +1,287 @@
+"""Backfill against a real node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from opensearchpy import OpenSearch
+
+from os_mlt import Encoder, MappingError, Settings, backfill, document_text
+from os_mlt.errors import IndexNotFoundError
+from os_mlt.indexer import IndexBlockedError
+
+from .conftest import create_index
+
+pytestmark = pytest.mark.integration
+
+DOCUMENTS: dict[str, dict[str, Any]] = {
+    "scipy": {"title": "scientific tools for Python", "body": "Numerical integration and optimization."},
+    "gimp": {"title": "GNU Image Manipulation Program", "body": "Paint and retouch photographs."},
+    "title-only": {"title": "a command-line JSON processor"},
+    "list-body": {"title": "bioinformatics", "body": ["sequence alignment", "", 42]},
+    "empty": {"title": "", "body": "   "},
+    "numbers": {"title": 12, "body": None},
+}
+EMBEDDABLE = {"scipy", "gimp", "title-only", "list-body"}
+
+
+def _vector(client: OpenSearch, index: str, doc_id: str, field: str = "embedding") -> Any:
+    return client.get(index=index, id=doc_id)["_source"].get(field)
+
+
+def test_backfill_writes_vectors_and_reports(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+
+    report = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert report.total == len(DOCUMENTS)
+    assert report.scanned == len(DOCUMENTS)
+    assert report.embedded == len(EMBEDDABLE)
+    assert report.skipped == 2
+    assert {issue.id for issue in report.skipped_items} == {"empty", "numbers"}
+    assert all("no text in title, body" in issue.reason for issue in report.skipped_items)
+    assert report.failed == 0
+    assert report.ok
+
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
+    assert mapping["embedding"]["type"] == "knn_vector"
+    assert mapping["embedding"]["dimension"] == 384
+
+    for doc_id in EMBEDDABLE:
+        stored = np.array(_vector(client, index_name, doc_id), dtype=np.float32)
+        text = document_text(DOCUMENTS[doc_id], ["title", "body"])
+        expected = encoder.encode([text])[0]
+        assert stored.shape == (384,)
+        assert np.allclose(stored, expected, atol=1e-5), doc_id
+    for doc_id in ("empty", "numbers"):
+        assert _vector(client, index_name, doc_id) is None
+
+
+def test_backfill_keeps_user_fields(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+
+    backfill(make_settings(), client=client, encoder=encoder)
+
+    for doc_id, source in DOCUMENTS.items():
+        stored = client.get(index=index_name, id=doc_id)["_source"]
+        for field, value in source.items():
+            assert stored[field] == value, (doc_id, field)
+
+
+def test_second_run_embeds_nothing(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    backfill(make_settings(), client=client, encoder=encoder)
+    versions = {
+        doc_id: client.get(index=index_name, id=doc_id)["_version"] for doc_id in DOCUMENTS
+    }
+
+    second = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert second.embedded == 0
+    assert second.unchanged == len(EMBEDDABLE)
+    assert second.skipped == 2
+    for doc_id, version in versions.items():
+        assert client.get(index=index_name, id=doc_id)["_version"] == version, doc_id
+
+
+def test_changed_text_is_embedded_again(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    backfill(make_settings(), client=client, encoder=encoder)
+    client.update(
+        index=index_name, id="gimp", body={"doc": {"title": "raster graphics editor"}}, refresh=True
+    )
+
+    report = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert report.embedded == 1
+    text = document_text({**DOCUMENTS["gimp"], "title": "raster graphics editor"}, ["title", "body"])
+    stored = np.array(_vector(client, index_name, "gimp"), dtype=np.float32)
+    assert np.allclose(stored, encoder.encode([text])[0], atol=1e-5)
+
+
+def test_routed_documents_are_updated(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    docs = {"a": {"title": "first"}, "b": {"title": "second"}}
+    create_index(client, index_name, docs, routing={"a": "tenant-1", "b": "tenant-2"})
+
+    report = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert report.embedded == 2
+    assert report.failed == 0
+    stored = client.get(index=index_name, id="a", routing="tenant-1")["_source"]
+    assert len(stored["embedding"]) == 384
+
+
+def test_failed_item_is_reported_with_reason(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    # "abc" is accepted while ignore_malformed is on; once it is off, every
+    # update of that document fails to parse, a real per-item failure.
+    mappings = {"properties": {"title": {"type": "text"}, "n": {"type": "integer", "ignore_malformed": True}}}
+    create_index(
+        client,
+        index_name,
+        {"good": {"title": "fine", "n": 1}, "bad": {"title": "broken", "n": "abc"}},
+        mappings=mappings,
+    )
+    client.indices.put_mapping(
+        index=index_name, body={"properties": {"n": {"type": "integer", "ignore_malformed": False}}}
+    )
+
+    report = backfill(make_settings(text_fields=["title"]), client=client, encoder=encoder)
+
+    assert report.embedded == 1
+    assert report.failed == 1
+    assert not report.ok
+    issue = report.failed_items[0]
+    assert issue.id == "bad"
+    assert issue.status == 400
+    assert "mapper_parsing_exception" in issue.reason
+    assert "embedding" not in issue.reason  # no vector in the report
+
+
+def test_concurrent_update_is_embedded_with_final_text(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+
+    class WritesBeforeFirstBulk(OpenSearch):
+        """The real client; an application changes a document just before the first bulk."""
+
+        changed = False
+
+        def bulk(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.changed:
+                self.changed = True
+                client.update(index=index_name, id="scipy", body={"doc": {"title": "changed meanwhile"}})
+            return super().bulk(*args, **kwargs)
+
+    racing = WritesBeforeFirstBulk(hosts=make_settings().hosts)
+    report = backfill(make_settings(), client=racing, encoder=encoder)
+
+    assert racing.changed
+    assert report.failed == 0
+    assert report.embedded == len(EMBEDDABLE)
+    final = client.get(index=index_name, id="scipy")["_source"]
+    assert final["title"] == "changed meanwhile"
+    expected = encoder.encode([document_text(final, ["title", "body"])])[0]
+    assert np.allclose(np.array(final["embedding"], dtype=np.float32), expected, atol=1e-5)
+
+
+def test_concrete_index_without_knn_raises(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS, knn=False)
+
+    with pytest.raises(MappingError, match="index.knn") as raised:
+        backfill(make_settings(), client=client, encoder=encoder, migrate=True)
+
+    assert index_name in str(raised.value)
+    assert "alias" in str(raised.value)
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
+    assert "embedding" not in mapping
+
+
+def test_alias_without_knn_needs_migrate(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    concrete = f"{index_name}-000001"
+    create_index(client, concrete, DOCUMENTS, knn=False)
+    client.indices.put_alias(index=concrete, name=index_name)
+
+    with pytest.raises(MappingError, match="--migrate"):
+        backfill(make_settings(), client=client, encoder=encoder)
+
+
+def test_migrate_copies_embeds_and_moves_alias(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    concrete = f"{index_name}-000001"
+    create_index(client, concrete, DOCUMENTS, knn=False, routing={"gimp": "r1"})
+    client.indices.put_settings(index=concrete, body={"index": {"refresh_interval": "7s"}})
+    client.indices.put_alias(index=concrete, name=index_name, body={"is_write_index": True})
+
+    report = backfill(make_settings(), client=client, encoder=encoder, migrate=True)
+
+    assert report.migration is not None
+    new_index = report.migration.new_index
+    assert new_index == f"{concrete}-knn"
+    assert report.embedded == len(EMBEDDABLE)
+    aliases = client.indices.get_alias(name=index_name)
+    assert list(aliases) == [new_index]
+    assert aliases[new_index]["aliases"][index_name].get("is_write_index") is True
+    # The old index is kept, untouched.
+    assert client.count(index=concrete)["count"] == len(DOCUMENTS)
+    assert "embedding" not in client.indices.get_mapping(index=concrete)[concrete]["mappings"]["properties"]
+    # The copy keeps the user's settings and routing, and has k-NN on.
+    settings = client.indices.get_settings(index=new_index)[new_index]["settings"]["index"]
+    assert settings["knn"] == "true"
+    assert settings["refresh_interval"] == "7s"
+    assert client.get(index=new_index, id="gimp", routing="r1")["_source"]["embedding"]
+
+    again = backfill(make_settings(), client=client, encoder=encoder)
+    assert again.migration is None
+    assert again.embedded == 0
+
+
+def test_dimension_mismatch_raises_before_writing(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    mappings = {
+        "properties": {
+            "title": {"type": "text"},
+            "embedding": {"type": "knn_vector", "dimension": 8, "space_type": "cosinesimil",
+                          "method": {"name": "hnsw", "engine": "lucene"}},
+        }
+    }
+    create_index(client, index_name, {"a": {"title": "hello"}}, mappings=mappings)
+
+    with pytest.raises(MappingError) as raised:
+        backfill(make_settings(), client=client, encoder=encoder)
+
+    assert "dimension 8" in str(raised.value)
+    assert "dimension 384" in str(raised.value)
+    assert client.get(index=index_name, id="a")["_version"] == 1
+
+
+def test_vector_field_of_other_type_raises(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, {"a": {"title": "hello"}},
+                 mappings={"properties": {"title": {"type": "text"}, "embedding": {"type": "keyword"}}})
+
+    with pytest.raises(MappingError, match="'keyword', not knn_vector"):
+        backfill(make_settings(), client=client, encoder=encoder)
+
+
+def test_missing_index_raises(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(IndexNotFoundError, match=index_name):
+        backfill(make_settings(), client=client, encoder=encoder)
+
+
+def test_read_only_index_stops_the_run(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    backfill(make_settings(), client=client, encoder=encoder)  # mapping in place
+    client.update(index=index_name, id="gimp", body={"doc": {"title": "new title"}}, refresh=True)
+    client.indices.put_settings(index=index_name, body={"index.blocks.read_only_allow_delete": True})
+    try:
+        with pytest.raises(IndexBlockedError, match="read_only_allow_delete"):
+            backfill(make_settings(), client=client, encoder=encoder)
+    finally:
+        client.indices.put_settings(index=index_name, body={"index.blocks.read_only_allow_delete": None})
