@@ -102,6 +102,10 @@ def _new_index_body(
     flat = client.indices.get_settings(index=source, flat_settings=True)[source]["settings"]
     settings = copyable_settings(flat)
     settings["index.knn"] = "true"
+    # NOTE: with derived source (the k-NN 3.x default) reads of a document can
+    # fail with AlreadyClosedException after segment merges in k-NN 3.5, so the
+    # copy keeps vectors in _source, at a few KiB of JSON per vector before compression.
+    settings["index.knn.derived_source.enabled"] = "false"
 
     mappings = client.indices.get_mapping(index=source)[source]["mappings"]
     properties = _deep_merge(

@@ -1,0 +1,281 @@
+"""`hybrid_similar`: documents like a given one, by k-NN and BM25 fused with RRF."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opensearchpy import OpenSearch, TransportError
+
+from ..client import resolve_client
+from ..encoder import Encoder, document_text
+from ..errors import ConfigurationError, DocumentNotFoundError, OsMltError, VectorMissingError
+from ..settings import Settings
+from .builders import build_knn_search, build_lookup, build_mlt_search
+from .filters import FilterInput, build_filter_clauses
+from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion
+
+logger = logging.getLogger(__name__)
+
+# Hits each component contributes to the fusion. A document ranked below 100
+# by one component adds at most 1/160 to its fused score with the default rank
+# constant, so deeper lists change little and cost latency.
+DEFAULT_NUM_CANDIDATES = 100
+
+KNN = "knn"
+BM25 = "bm25"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search os_mlt sent, as Dev Tools shows it."""
+
+    label: str
+    index: str
+    body: dict[str, Any]
+
+    def to_dev_tools(self) -> str:
+        """Return the request in Dev Tools console syntax."""
+        return f"# {self.label}\nGET {self.index}/_search\n{json.dumps(self.body, indent=2)}"
+
+
+@dataclass(frozen=True)
+class SimilarHit:
+    """One result of `hybrid_similar`.
+
+    Attributes:
+        id: The document `_id`.
+        index: The concrete index that holds it.
+        score: Fused RRF score.
+        knn_rank: 1-based rank in the k-NN candidates, None if absent.
+        knn_score: The k-NN `_score` (for cosine: (1 + cosine) / 2), None if absent.
+        bm25_rank: 1-based rank in the `more_like_this` candidates, None if absent.
+        bm25_score: The BM25 `_score`, None if absent.
+        source: The requested `_source` fields.
+    """
+
+    id: str
+    index: str
+    score: float
+    knn_rank: int | None
+    knn_score: float | None
+    bm25_rank: int | None
+    bm25_score: float | None
+    source: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    """Hits of `hybrid_similar` and the searches that produced them."""
+
+    doc_id: str
+    hits: list[SimilarHit]
+    requests: list[SearchRequest]
+
+    def to_dev_tools(self) -> str:
+        """Return every search that was sent, ready to paste into Dev Tools."""
+        return "\n\n".join(request.to_dev_tools() for request in self.requests)
+
+
+def hybrid_similar(
+    doc_id: str,
+    k: int = 10,
+    *,
+    filters: Iterable[FilterInput] | None = None,
+    settings: Settings | None = None,
+    client: OpenSearch | None = None,
+    index: str | None = None,
+    num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    source_fields: Sequence[str] | None = None,
+    mlt_params: Mapping[str, Any] | None = None,
+    encoder: Encoder | None = None,
+) -> SimilarResult:
+    """Find the `k` documents most like `doc_id` by meaning and by shared words.
+
+    Reads the document's vector, then sends in one `_msearch` a k-NN search on
+    that vector and a BM25 `more_like_this` search on the document, both with
+    the same filters and without the document itself, and fuses the two
+    rankings with reciprocal rank fusion.
+
+    Args:
+        doc_id: `_id` of the example document.
+        k: Hits to return.
+        filters: Term, Terms, Range, Exists or Not objects, compact strings such
+            as `"section=python"`, or raw Query DSL clauses; every hit matches all.
+        settings: Connection, index and field settings; defaults read `OS_MLT_*`.
+        client: An existing client to use instead of one built from `settings`.
+        index: Index or alias, overriding `settings.index`.
+        num_candidates: Hits each component returns for the fusion; at least `k`.
+        rank_constant: The RRF constant.
+        source_fields: `_source` fields returned per hit; None returns all but
+            the vector and its meta object.
+        mlt_params: Overrides of the `more_like_this` parameters.
+        encoder: Model used only when the stored vector cannot be read and the
+            document's text must be encoded again; loaded on demand otherwise.
+
+    Raises:
+        DocumentNotFoundError: No document has `doc_id`.
+        VectorMissingError: The document has no vector; run the backfill.
+        ConfigurationError: `k` or `num_candidates` is out of range.
+    """
+    settings = settings or Settings()
+    name = index or settings.require_index()
+    if k < 1:
+        raise ConfigurationError(f"k must be at least 1, got {k}")
+    if num_candidates < k:
+        raise ConfigurationError(
+            f"num_candidates ({num_candidates}) must be at least k ({k}); raise num_candidates"
+        )
+    client = resolve_client(client, settings)
+    positive, negative = build_filter_clauses(filters)
+    source: Any = (
+        list(source_fields)
+        if source_fields is not None
+        else {"excludes": [settings.vector_field, settings.meta_field]}
+    )
+
+    lookup_body = build_lookup(doc_id, [settings.vector_field, *settings.text_fields])
+    try:
+        example = _fetch_example(client, name, doc_id, lookup_body, settings.vector_field)
+        vector = example["_source"][settings.vector_field]
+    except TransportError as error:
+        if not isinstance(error.status_code, int) or error.status_code < 500:
+            raise
+        # NOTE: k-NN 3.5 rebuilds vectors for _source from the vector files
+        # (derived source), and after some segment merges that read fails with
+        # AlreadyClosedException. The document's text, encoded again, gives the
+        # same vector as long as the text has not changed since the backfill.
+        logger.warning(
+            "Reading the vector of %s from %s failed (%s); encoding its text instead",
+            doc_id,
+            name,
+            error.error,
+        )
+        lookup_body = build_lookup(doc_id, [settings.meta_field, *settings.text_fields])
+        example = _fetch_example(client, name, doc_id, lookup_body, settings.meta_field)
+        vector = _encode_example(example, settings, encoder)
+
+    knn_body = build_knn_search(
+        settings.vector_field,
+        vector,
+        k=num_candidates,
+        filters=positive,
+        must_not=negative,
+        exclude_ids=[doc_id],
+        source=source,
+    )
+    mlt_body = build_mlt_search(
+        settings.text_fields,
+        [{"_index": example["_index"], "_id": doc_id}],
+        size=num_candidates,
+        filters=positive,
+        must_not=negative,
+        exclude_ids=[doc_id],
+        source=source,
+        mlt_params=mlt_params,
+    )
+    knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
+
+    hits = _fuse(knn_hits, mlt_hits, k=k, rank_constant=rank_constant)
+    requests = [
+        SearchRequest(f"Look up {doc_id}: its vector and text", name, lookup_body),
+        SearchRequest(f"k-NN: nearest neighbours of {doc_id}'s vector", name, knn_body),
+        SearchRequest(f"BM25: more_like_this {doc_id}", name, mlt_body),
+    ]
+    return SimilarResult(doc_id=doc_id, hits=hits, requests=requests)
+
+
+def _fetch_example(
+    client: OpenSearch, index: str, doc_id: str, body: dict[str, Any], vector_field: str
+) -> dict[str, Any]:
+    response = client.search(index=index, body=body)
+    hits = response["hits"]["hits"]
+    if not hits:
+        raise DocumentNotFoundError(
+            f"document {doc_id!r} not found in {index!r}; check the id "
+            f"(GET {index}/_doc/{doc_id}) and the index name"
+        )
+    if len(hits) > 1:
+        holders = ", ".join(hit["_index"] for hit in hits)
+        raise ConfigurationError(
+            f"id {doc_id!r} exists in several indices behind {index!r} ({holders}); "
+            "name one concrete index with --index"
+        )
+    hit: dict[str, Any] = hits[0]
+    if not hit.get("_source", {}).get(vector_field):
+        raise VectorMissingError(
+            f"document {doc_id!r} in {hit['_index']!r} has no vector in {vector_field!r}; "
+            "run `os-mlt backfill` on the index first"
+        )
+    return hit
+
+
+def _encode_example(example: dict[str, Any], settings: Settings, encoder: Encoder | None) -> list[float]:
+    encoder = encoder or Encoder(settings.model, device=settings.device)
+    text = document_text(example["_source"], settings.text_fields)
+    meta = example["_source"].get(settings.meta_field) or {}
+    if meta.get("model") != encoder.identity:
+        raise VectorMissingError(
+            f"the vector of {example['_id']!r} cannot be read, and it was made by "
+            f"{meta.get('model')!r}, not by the configured model {encoder.identity!r}; "
+            "run `os-mlt backfill` with the configured model"
+        )
+    vector: list[float] = encoder.encode([text])[0].tolist()
+    return vector
+
+
+def _msearch(
+    client: OpenSearch, index: str, bodies: Sequence[dict[str, Any]]
+) -> list[list[dict[str, Any]]]:
+    lines: list[dict[str, Any]] = []
+    for body in bodies:
+        lines.append({"index": index})
+        lines.append(body)
+    response = client.msearch(body=lines)
+    results: list[list[dict[str, Any]]] = []
+    for item in response["responses"]:
+        if "error" in item:
+            error = item["error"]
+            reason = error.get("root_cause", [error])[0].get("reason", error) if isinstance(error, dict) else error
+            raise OsMltError(f"search on {index!r} failed: {reason}")
+        results.append(item["hits"]["hits"])
+    return results
+
+
+def _fuse(
+    knn_hits: list[dict[str, Any]],
+    mlt_hits: list[dict[str, Any]],
+    *,
+    k: int,
+    rank_constant: int,
+) -> list[SimilarHit]:
+    by_id: dict[str, dict[str, Any]] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for name, hits in ((KNN, knn_hits), (BM25, mlt_hits)):
+        for hit in hits:
+            by_id.setdefault(hit["_id"], hit)
+            scores.setdefault(hit["_id"], {})[name] = float(hit["_score"])
+    fused = reciprocal_rank_fusion(
+        {KNN: [hit["_id"] for hit in knn_hits], BM25: [hit["_id"] for hit in mlt_hits]},
+        rank_constant=rank_constant,
+    )
+    results: list[SimilarHit] = []
+    for item in fused[:k]:
+        hit = by_id[item.id]
+        results.append(
+            SimilarHit(
+                id=item.id,
+                index=hit["_index"],
+                score=item.score,
+                knn_rank=item.ranks.get(KNN),
+                knn_score=scores[item.id].get(KNN),
+                bm25_rank=item.ranks.get(BM25),
+                bm25_score=scores[item.id].get(BM25),
+                source=hit.get("_source", {}),
+            )
+        )
+    return results

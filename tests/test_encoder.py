@@ -1,0 +1,56 @@
+"""Document text rules and the packaged model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from os_mlt import ConfigurationError, Encoder, document_text
+from os_mlt.encoder import text_hash
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param({"title": "A", "body": "B"}, "A\n\nB", id="two-fields"),
+        pytest.param({"body": "B", "title": "A"}, "A\n\nB", id="field-order-wins"),
+        pytest.param({"title": "  A  ", "body": ""}, "A", id="strip-and-drop-empty"),
+        pytest.param({"title": None, "body": "B"}, "B", id="null"),
+        pytest.param({"body": "B"}, "B", id="missing"),
+        pytest.param({"title": ["x", 1, "", "y"], "body": "B"}, "x\n\ny\n\nB", id="list"),
+        pytest.param({"title": 3.5, "body": True}, "", id="non-strings"),
+        pytest.param({"title": {"nested": "x"}}, "", id="object"),
+    ],
+)
+def test_document_text(source: dict[str, object], expected: str) -> None:
+    assert document_text(source, ["title", "body"]) == expected
+
+
+def test_document_text_dotted_paths() -> None:
+    source = {"meta": {"summary": "nested"}, "a.b": "literal"}
+    assert document_text(source, ["meta.summary", "a.b"]) == "nested\n\nliteral"
+
+
+def test_text_hash_is_stable() -> None:
+    assert text_hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_packaged_model_encodes_unit_vectors(encoder: Encoder) -> None:
+    vectors = encoder.encode(["a library for numerical computing", "a photo editor", "numeric arrays"])
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # Related texts are closer than unrelated ones.
+    assert float(vectors[0] @ vectors[2]) > float(vectors[0] @ vectors[1])
+
+
+def test_identity_names_model_and_weights(encoder: Encoder) -> None:
+    name, digest = encoder.identity.split("@")
+    assert name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert len(digest) == 12
+    assert Encoder("all-MiniLM-L6-v2").identity == encoder.identity
+
+
+def test_unknown_model_raises_without_download(tmp_path: object) -> None:
+    with pytest.raises(ConfigurationError, match="not-a-real/model-name"):
+        Encoder("not-a-real/model-name").encode(["x"])

@@ -1,0 +1,255 @@
+"""hybrid_similar and the `similar` command against a real node."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+
+from os_mlt import (
+    ConfigurationError,
+    DocumentNotFoundError,
+    Encoder,
+    Exists,
+    Not,
+    Range,
+    Settings,
+    Term,
+    Terms,
+    VectorMissingError,
+    backfill,
+    hybrid_similar,
+)
+from os_mlt.cli import main
+
+from .conftest import create_index
+
+pytestmark = pytest.mark.integration
+
+DOCUMENTS: dict[str, dict[str, Any]] = {
+    "scipy": {"title": "scientific tools for Python", "body": "Numerical integration, optimization and linear algebra.",
+              "section": "python", "tags": ["field::mathematics", "devel::lang:python"], "size": 60000, "released": "2023-01-10"},
+    "numpy": {"title": "fast array computing for Python", "body": "N-dimensional arrays and numerical routines.",
+              "section": "python", "tags": ["field::mathematics", "devel::lang:python"], "size": 20000, "released": "2022-12-01"},
+    "sympy": {"title": "symbolic mathematics for Python", "body": "Computer algebra system in pure Python.",
+              "section": "python", "tags": ["field::mathematics"], "size": 45000, "released": "2023-03-01"},
+    "octave": {"title": "numerical computation language", "body": "MATLAB compatible numerical linear algebra and optimization.",
+               "section": "math", "tags": ["field::mathematics"], "size": 9000, "released": "2023-02-01"},
+    "r-base": {"title": "statistical computing environment", "body": "Statistics, numerical analysis and graphics.",
+               "section": "gnu-r", "tags": ["field::statistics"], "size": 150, "released": "2021-06-15"},
+    "gimp": {"title": "GNU Image Manipulation Program", "body": "Paint, retouch photographs and edit raster images.",
+             "section": "graphics", "tags": ["use::editing", "works-with::image"], "size": 20000, "released": "2023-05-05"},
+    "inkscape": {"title": "vector graphics editor", "body": "Draw and edit scalable vector graphics images.",
+                 "section": "graphics", "tags": ["use::editing", "works-with::image:vector"], "size": 80000, "released": "2023-04-01"},
+    "vlc": {"title": "multimedia player and streamer", "body": "Plays video and audio files and network streams.",
+            "section": "video", "tags": ["works-with::video"], "size": 300, "released": "2023-06-01"},
+    "mpv": {"title": "video player based on MPlayer", "body": "A command line video player.",
+            "section": "video", "tags": ["works-with::video"], "size": 4000, "released": "2022-11-20"},
+    "nginx": {"title": "small, powerful, scalable web server", "body": "HTTP server and reverse proxy.",
+              "section": "httpd", "tags": ["network::server"], "size": 1500, "released": "2023-07-01"},
+    "apache2": {"title": "Apache HTTP Server", "body": "A web server for serving HTTP content.",
+                "section": "httpd", "tags": ["network::server"], "size": 600, "released": "2023-01-30"},
+    "samtools": {"title": "processing sequence alignments in SAM and BAM formats", "body": "Utilities for DNA sequence alignment data.",
+                 "section": "science", "tags": ["field::biology"], "size": 1200, "released": "2023-02-20"},
+}
+ALL_OTHERS = len(DOCUMENTS) - 1
+
+
+@pytest.fixture(scope="module")
+def hybrid_index(client: OpenSearch, encoder: Encoder, opensearch_url: str) -> Iterator[Settings]:
+    name = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
+    create_index(client, name, DOCUMENTS)
+    settings = Settings(hosts=[opensearch_url], index=name)
+    report = backfill(settings, client=client, encoder=encoder)
+    assert report.embedded == len(DOCUMENTS)
+    yield settings
+    client.indices.delete(index=f"{name}*", ignore_unavailable=True)
+
+
+def _ids(result: Any) -> list[str]:
+    return [hit.id for hit in result.hits]
+
+
+def test_excludes_the_document_and_returns_k(hybrid_index: Settings, client: OpenSearch) -> None:
+    result = hybrid_similar("scipy", k=5, settings=hybrid_index, client=client)
+
+    assert len(result.hits) == 5
+    assert "scipy" not in _ids(result)
+    assert len(set(_ids(result))) == 5
+    scores = [hit.score for hit in result.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_neighbours_are_related(hybrid_index: Settings, client: OpenSearch) -> None:
+    result = hybrid_similar("scipy", k=3, settings=hybrid_index, client=client)
+    assert set(_ids(result)) <= {"numpy", "sympy", "octave", "r-base"}
+
+    result = hybrid_similar("vlc", k=1, settings=hybrid_index, client=client)
+    assert _ids(result) == ["mpv"]
+
+
+def test_hits_carry_component_ranks_and_scores(hybrid_index: Settings, client: OpenSearch) -> None:
+    result = hybrid_similar("nginx", k=ALL_OTHERS, settings=hybrid_index, client=client)
+
+    assert len(result.hits) == ALL_OTHERS
+    knn_ranks = sorted(hit.knn_rank for hit in result.hits if hit.knn_rank is not None)
+    assert knn_ranks == list(range(1, ALL_OTHERS + 1))  # every other document is a k-NN candidate
+    for hit in result.hits:
+        assert hit.knn_score is not None and 0.0 < hit.knn_score <= 1.0
+        expected = 1 / (60 + hit.knn_rank)
+        if hit.bm25_rank is not None:
+            assert hit.bm25_score is not None and hit.bm25_score > 0
+            expected += 1 / (60 + hit.bm25_rank)
+        assert hit.score == pytest.approx(expected)
+    apache = next(hit for hit in result.hits if hit.id == "apache2")
+    assert apache.bm25_rank == 1  # shares "web server" and "HTTP"
+
+
+def test_source_fields(hybrid_index: Settings, client: OpenSearch) -> None:
+    result = hybrid_similar("gimp", k=2, settings=hybrid_index, client=client, source_fields=["title", "section"])
+    for hit in result.hits:
+        assert set(hit.source) == {"title", "section"}
+
+    result = hybrid_similar("gimp", k=2, settings=hybrid_index, client=client)
+    for hit in result.hits:
+        assert "embedding" not in hit.source
+        assert "embedding_meta" not in hit.source
+        assert "title" in hit.source
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        pytest.param([Term("section", "python")], {"numpy", "sympy"}, id="term"),
+        pytest.param(["section=python"], {"numpy", "sympy"}, id="term-string"),
+        pytest.param([Terms("section", ("video", "graphics"))], {"gimp", "inkscape", "vlc", "mpv"}, id="terms"),
+        pytest.param([Range("size", gte=10000)], {"numpy", "sympy", "gimp", "inkscape"}, id="numeric-range"),
+        pytest.param(["size<1000"], {"r-base", "vlc", "apache2"}, id="numeric-range-string"),
+        pytest.param([Range("released", gte="2023-01-01", lt="2023-03-01")], {"octave", "apache2", "samtools"},
+                     id="date-range"),
+        pytest.param(["released<2023"], {"numpy", "r-base", "mpv"}, id="date-range-year"),
+        pytest.param([Not(Term("section", "python")), Term("tags", "field::mathematics")], {"octave"}, id="must-not"),
+        pytest.param([{"prefix": {"section": "gr"}}], {"gimp", "inkscape"}, id="raw-dsl"),
+    ],
+)
+def test_filters(
+    hybrid_index: Settings, client: OpenSearch, filters: list[Any], expected: set[str]
+) -> None:
+    result = hybrid_similar("scipy", k=10, filters=filters, settings=hybrid_index, client=client)
+    assert set(_ids(result)) == expected
+
+
+def test_exists_filter(hybrid_index: Settings, client: OpenSearch) -> None:
+    client.index(index=hybrid_index.index, id="with-homepage", body={"title": "x", "homepage": "https://example.org"}, refresh=True)
+    try:
+        backfill(hybrid_index, client=client)
+        result = hybrid_similar("scipy", k=10, filters=[Exists("homepage")], settings=hybrid_index, client=client)
+        assert _ids(result) == ["with-homepage"]
+        result = hybrid_similar("scipy", k=20, filters=["homepage!=*"], settings=hybrid_index, client=client)
+        assert "with-homepage" not in _ids(result)
+        assert len(result.hits) == ALL_OTHERS
+    finally:
+        client.delete(index=hybrid_index.index, id="with-homepage", refresh=True)
+
+
+def test_filter_matching_nothing_returns_no_hits(hybrid_index: Settings, client: OpenSearch) -> None:
+    result = hybrid_similar("scipy", filters=["section=no-such-section"], settings=hybrid_index, client=client)
+    assert result.hits == []
+
+
+def test_missing_document_raises(hybrid_index: Settings, client: OpenSearch) -> None:
+    with pytest.raises(DocumentNotFoundError, match="'no-such-id' not found"):
+        hybrid_similar("no-such-id", settings=hybrid_index, client=client)
+
+
+def test_document_without_vector_raises(hybrid_index: Settings, client: OpenSearch) -> None:
+    client.index(index=hybrid_index.index, id="fresh", body={"title": "new package"}, refresh=True)
+    try:
+        with pytest.raises(VectorMissingError, match="os-mlt backfill"):
+            hybrid_similar("fresh", settings=hybrid_index, client=client)
+    finally:
+        client.delete(index=hybrid_index.index, id="fresh", refresh=True)
+
+
+def test_invalid_arguments_raise(hybrid_index: Settings, client: OpenSearch) -> None:
+    with pytest.raises(ConfigurationError, match="k must be at least 1"):
+        hybrid_similar("scipy", k=0, settings=hybrid_index, client=client)
+    with pytest.raises(ConfigurationError, match="num_candidates"):
+        hybrid_similar("scipy", k=20, num_candidates=10, settings=hybrid_index, client=client)
+
+
+def _dev_tools_blocks(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Split Dev Tools text into (request line, body) pairs."""
+    blocks = []
+    for match in re.finditer(r"^GET (\S+)\n(\{.*?^\})", text, flags=re.MULTILINE | re.DOTALL):
+        blocks.append((match.group(1), json.loads(match.group(2))))
+    return blocks
+
+
+def test_cli_dsl_runs_as_printed(
+    hybrid_index: Settings, client: OpenSearch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hybrid_index.index is not None
+    status = main(
+        ["similar", "scipy", "--hosts", hybrid_index.hosts[0], "--index", hybrid_index.index,
+         "-k", "3", "--filter", "section=python", "--filter", "size>=100", "--dsl", "--json"]
+    )
+    output = capsys.readouterr().out
+
+    assert status == 0
+    blocks = _dev_tools_blocks(output)
+    assert [path for path, _ in blocks] == [f"{hybrid_index.index}/_search"] * 3
+    lookup, knn, mlt = (body for _, body in blocks)
+    assert lookup["query"] == {"ids": {"values": ["scipy"]}}
+    assert knn["query"]["knn"]["embedding"]["filter"]["bool"]["filter"] == [
+        {"term": {"section": "python"}},
+        {"range": {"size": {"gte": "100"}}},
+    ]
+    # The printed bodies run as they are and find the documents the command fused.
+    knn_ids = {hit["_id"] for hit in client.search(index=hybrid_index.index, body=knn)["hits"]["hits"]}
+    mlt_ids = {hit["_id"] for hit in client.search(index=hybrid_index.index, body=mlt)["hits"]["hits"]}
+    hits = json.loads(output[output.index("[") if output.lstrip().startswith("[") else output.rindex("\n[") :])
+    assert {hit["id"] for hit in hits} <= knn_ids | mlt_ids
+    assert {hit["id"] for hit in hits} == {"numpy", "sympy"}
+
+
+def test_cli_reports_missing_document(
+    hybrid_index: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hybrid_index.index is not None
+    status = main(["similar", "nope", "--hosts", hybrid_index.hosts[0], "--index", hybrid_index.index])
+    assert status == 1
+    assert "document 'nope' not found" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_filter(hybrid_index: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert hybrid_index.index is not None
+    status = main(["similar", "scipy", "--hosts", hybrid_index.hosts[0], "--index", hybrid_index.index,
+                   "--filter", "section"])
+    assert status == 2
+    assert "filter 'section' has no operator" in capsys.readouterr().err
+
+
+def test_unreadable_vector_falls_back_to_text(hybrid_index: Settings, client: OpenSearch, encoder: Encoder) -> None:
+    from opensearchpy import TransportError
+
+    class VectorReadFails(OpenSearch):
+        """The real client, except that reading a stored vector fails as in k-NN 3.5's derived source."""
+
+        def search(self, *args: Any, body: Any = None, **kwargs: Any) -> Any:
+            if body and "embedding" in (body.get("_source") or []):
+                raise TransportError(503, "search_phase_execution_exception", {})
+            return super().search(*args, body=body, **kwargs)
+
+    failing = VectorReadFails(hosts=hybrid_index.hosts)
+    expected = hybrid_similar("scipy", k=5, settings=hybrid_index, client=client)
+
+    result = hybrid_similar("scipy", k=5, settings=hybrid_index, client=failing, encoder=encoder)
+
+    assert _ids(result) == _ids(expected)
+    assert "embedding_meta" in result.requests[0].body["_source"]

@@ -1,0 +1,73 @@
+"""Settings from keyword arguments and OS_MLT_* variables."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from os_mlt import ConfigurationError, Settings
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.hosts == ["http://127.0.0.1:9200"]
+    assert settings.text_fields == ["title", "body"]
+    assert settings.vector_field == "embedding"
+    assert settings.meta_field == "embedding_meta"
+    assert settings.model == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_environment_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_MLT_HOSTS", "http://a:9200, https://b:9200")
+    monkeypatch.setenv("OS_MLT_TEXT_FIELDS", '["name", "meta.summary"]')
+    monkeypatch.setenv("OS_MLT_INDEX", "packages")
+    monkeypatch.setenv("OS_MLT_VERIFY_CERTS", "false")
+
+    settings = Settings()
+
+    assert settings.hosts == ["http://a:9200", "https://b:9200"]
+    assert settings.text_fields == ["name", "meta.summary"]
+    assert settings.index == "packages"
+    assert settings.verify_certs is False
+
+
+def test_keyword_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_MLT_INDEX", "from-env")
+    assert Settings(index="from-kwargs").index == "from-kwargs"
+
+
+def test_password_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_MLT_USERNAME", "admin")
+    monkeypatch.setenv("OS_MLT_PASSWORD", "s3cret-value")
+    settings = Settings()
+    assert "s3cret-value" not in repr(settings)
+    assert settings.password is not None
+    assert settings.password.get_secret_value() == "s3cret-value"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param({"hosts": "localhost:9200"}, "not an http:// or https:// URL", id="host-scheme"),
+        pytest.param({"hosts": ""}, "hosts is empty", id="no-hosts"),
+        pytest.param({"text_fields": ""}, "text_fields is empty", id="no-text-fields"),
+        pytest.param({"text_fields": "title,title"}, "lists a field twice", id="duplicate-field"),
+        pytest.param({"text_fields": "title,.body"}, "'.body' is not a valid", id="bad-field"),
+        pytest.param({"vector_field": "title"}, "also listed in text_fields", id="vector-is-text"),
+        pytest.param({"username": "admin"}, "both username and password", id="user-only"),
+        pytest.param({"encode_batch_size": 0}, "greater than or equal to 1", id="batch-size"),
+    ],
+)
+def test_invalid_settings_are_rejected(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**overrides)
+
+
+def test_unknown_setting_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="text_field"):
+        Settings(text_field="title")  # type: ignore[call-arg]
+
+
+def test_require_index_names_the_fix() -> None:
+    with pytest.raises(ConfigurationError, match="OS_MLT_INDEX"):
+        Settings().require_index()
