@@ -1,0 +1,45 @@
+"""The shipped index templates install and shape new indices on a real node."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opensearchpy import OpenSearch
+
+from os_mlt import Encoder, Settings, backfill
+from os_mlt.indexer import vector_field_mapping
+
+pytestmark = pytest.mark.integration
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "index_templates"
+
+
+def test_templates_give_new_indices_the_vector_field(
+    client: OpenSearch, encoder: Encoder, index_name: str, opensearch_url: str
+) -> None:
+    component = json.loads((TEMPLATES / "os-mlt-vector.component-template.json").read_text())
+    template = json.loads((TEMPLATES / "os-mlt-example.index-template.json").read_text())
+    template["index_patterns"] = [f"{index_name}-*"]
+    template["composed_of"] = [f"{index_name}-vector"]
+    client.cluster.put_component_template(name=f"{index_name}-vector", body=component)
+    client.indices.put_index_template(name=index_name, body=template)
+    try:
+        index = f"{index_name}-1"
+        client.index(index=index, id="a", body={"title": "hello", "body": "world"}, refresh=True)
+
+        settings = client.indices.get_settings(index=index)[index]["settings"]["index"]
+        assert settings["knn"] == "true"
+        properties = client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+        assert properties["embedding"]["dimension"] == encoder.dimension
+        expected = vector_field_mapping(encoder.dimension)["method"]
+        method = properties["embedding"]["method"]
+        assert method["engine"] == expected["engine"]
+        assert method["parameters"] == expected["parameters"]
+
+        report = backfill(Settings(hosts=[opensearch_url], index=index), client=client, encoder=encoder)
+        assert report.embedded == 1
+    finally:
+        client.indices.delete_index_template(name=index_name)
+        client.cluster.delete_component_template(name=f"{index_name}-vector")
