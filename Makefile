@@ -36,7 +36,8 @@ node-stop: install
 
 ## bench: backfill throughput and hybrid_similar latency on CORPUS
 bench: install
-	$(BIN)/python -m os_mlt.bench --corpus $(CORPUS) --limit $(LIMIT) --port $(PORT)
+	$(BIN)/os-mlt bench backfill --corpus $(CORPUS) --limit $(LIMIT) --port $(PORT)
+	$(BIN)/os-mlt bench query --corpus $(CORPUS) --limit $(LIMIT) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,168 @@
+"""Benchmarks that compare os_mlt against a baseline measured in the same run.
+
+`backfill`: raw `model.encode` throughput on the sampled texts, then the
+backfill's throughput on the same texts in a fresh k-NN index, then a re-run
+after 1% of the documents changed. `query`: median latency of
+`hybrid_similar` against each of its two component searches alone.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opensearchpy import OpenSearch
+from rich.console import Console
+
+from .client import make_client
+from .corpus import load_corpus, sample_jsonl
+from .encoder import Encoder, document_text
+from .indexer import backfill
+from .query import build_knn_search, build_lookup, build_mlt_search, hybrid_similar
+from .settings import Settings
+
+console = Console()
+
+TEXT_FIELDS = ["title", "body"]
+CHANGED_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """Cluster and corpus sample of one benchmark run."""
+
+    hosts: list[str]
+    corpus: Path
+    limit: int | None
+    seed: int = 13
+
+
+def _peak_rss_mib() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load_bench_index(client: OpenSearch, records: list[dict[str, Any]], alias: str) -> None:
+    load_corpus(client, records, alias=alias, text_fields=TEXT_FIELDS, knn=True)
+
+
+def bench_backfill(target: BenchTarget, *, keep_index: bool = False) -> dict[str, float]:
+    """Measure encode and backfill throughput on the same texts; print and return the figures."""
+    records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
+    texts = [document_text(record, TEXT_FIELDS) for record in records]
+    texts = [text for text in texts if text]
+    encoder = Encoder()
+    encoder.encode(texts[:64])  # load the model and warm up
+
+    started = time.perf_counter()
+    encoder.encode(texts)
+    encode_s = time.perf_counter() - started
+    encode_rate = len(texts) / encode_s
+    console.print(f"model.encode: {len(texts)} texts in {encode_s:.1f} s = {encode_rate:.1f} texts/s")
+
+    alias = f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
+    settings = Settings(hosts=target.hosts, index=alias)
+    client = make_client(settings)
+    _load_bench_index(client, records, alias)
+    try:
+        report = backfill(settings, client=client, encoder=encoder)
+        backfill_rate = report.embedded / report.seconds
+        console.print(
+            f"backfill: {report.embedded} documents in {report.seconds:.1f} s = {backfill_rate:.1f} docs/s"
+        )
+
+        changed = random.Random(target.seed).sample(range(len(records)), max(1, int(len(records) * CHANGED_FRACTION)))
+        for position in changed:
+            record = records[position]
+            client.update(
+                index=alias,
+                id=str(record["id"]),
+                body={"doc": {"title": f"{record.get('title', '')} (revised)"}},
+            )
+        client.indices.refresh(index=alias)
+        rerun = backfill(settings, client=client, encoder=encoder)
+        fraction = rerun.seconds / report.seconds
+        console.print(
+            f"re-run after {len(changed)} changes: embedded {rerun.embedded}, "
+            f"{rerun.seconds:.1f} s = {fraction:.3f} of the full backfill"
+        )
+    finally:
+        if not keep_index:
+            client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
+
+    ratio = backfill_rate / encode_rate
+    console.print(f"peak memory of this process: {_peak_rss_mib():.0f} MiB")
+    console.print(f"backfill/encode throughput ratio: {ratio:.3f}")
+    return {
+        "encode_rate": encode_rate,
+        "backfill_rate": backfill_rate,
+        "rerun_fraction": fraction,
+        "ratio": ratio,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def _median_ms(make: Callable[[str], Callable[[], object]], doc_ids: list[str]) -> float:
+    """Return the median wall time, in milliseconds, of the call `make` builds per id."""
+    timings = []
+    for doc_id in doc_ids:
+        call = make(doc_id)
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
+    """Measure the median latency of hybrid_similar and of each component alone."""
+    records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
+    alias = f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
+    settings = Settings(hosts=target.hosts, index=alias)
+    client = make_client(settings)
+    _load_bench_index(client, records, alias)
+    try:
+        encoder = Encoder()
+        backfill(settings, client=client, encoder=encoder)
+        ids = [str(record["id"]) for record in records]
+        picked = random.Random(target.seed).sample(ids, min(queries, len(ids)))
+
+        def vector_of(doc_id: str) -> list[float]:
+            hit = client.search(index=alias, body=build_lookup(doc_id, [settings.vector_field]))
+            return list(hit["hits"]["hits"][0]["_source"][settings.vector_field])
+
+        def knn_only(doc_id: str) -> Callable[[], object]:
+            def run() -> object:
+                body = build_knn_search(settings.vector_field, vector_of(doc_id), k=100, exclude_ids=[doc_id])
+                return client.search(index=alias, body=body)
+
+            return run
+
+        def bm25_only(doc_id: str) -> Callable[[], object]:
+            body = build_mlt_search(TEXT_FIELDS, [{"_index": alias, "_id": doc_id}], size=100, exclude_ids=[doc_id])
+            return lambda: client.search(index=alias, body=body)
+
+        def hybrid(doc_id: str) -> Callable[[], object]:
+            return lambda: hybrid_similar(doc_id, k=10, settings=settings, client=client)
+
+        for doc_id in picked[:10]:  # warm up caches and the HNSW graph
+            hybrid(doc_id)()
+        knn_ms = _median_ms(knn_only, picked)
+        bm25_ms = _median_ms(bm25_only, picked)
+        hybrid_ms = _median_ms(hybrid, picked)
+    finally:
+        client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
+
+    slower = max(knn_ms, bm25_ms)
+    console.print(f"{len(picked)} queries on {len(records)} documents, median latency:")
+    console.print(f"  k-NN only (lookup + knn, k=100): {knn_ms:.1f} ms")
+    console.print(f"  BM25 more_like_this only (size=100): {bm25_ms:.1f} ms")
+    console.print(f"  hybrid_similar (lookup + one _msearch + RRF): {hybrid_ms:.1f} ms")
+    console.print(f"hybrid/slower-component p50 latency ratio: {hybrid_ms / slower:.3f}")
+    return {"knn_ms": knn_ms, "bm25_ms": bm25_ms, "hybrid_ms": hybrid_ms, "ratio": hybrid_ms / slower}

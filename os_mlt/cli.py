@@ -1,0 +1,373 @@
+"""The `os-mlt` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import TransportError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import ConfigurationError, OsMltError
+from .settings import Settings
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Build settings from the environment, with the options given on the command line on top."""
+    overrides: dict[str, Any] = {}
+    for option in ("hosts", "index", "text_fields", "vector_field", "model"):
+        value = getattr(args, option, None)
+        if value is not None:
+            overrides[option] = value
+    if getattr(args, "insecure", False):
+        overrides["verify_certs"] = False
+    return Settings(**overrides)
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hosts", help="cluster URLs, comma-separated (env OS_MLT_HOSTS)")
+    parser.add_argument("--index", help="index or alias (env OS_MLT_INDEX)")
+    parser.add_argument(
+        "--text-fields", dest="text_fields", help="fields to embed, comma-separated (env OS_MLT_TEXT_FIELDS)"
+    )
+    parser.add_argument("--vector-field", dest="vector_field", help="knn_vector field (env OS_MLT_VECTOR_FIELD)")
+    parser.add_argument("--model", help="sentence-transformers model name or folder (env OS_MLT_MODEL)")
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not verify the cluster's TLS certificate"
+    )
+
+
+# Commands.
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=False,
+    )
+
+
+def run_backfill(settings: Settings, *, migrate: bool) -> int:
+    """Run the backfill with progress bars; print the report. Return the exit status."""
+    from .indexer import Progress as BackfillProgress
+    from .indexer import backfill
+
+    with _progress_bar() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(event: BackfillProgress) -> None:
+            label = "Copying to k-NN index" if event.stage == "copy" else "Embedding"
+            if event.stage not in tasks:
+                tasks[event.stage] = bar.add_task(label, total=event.total or None, rate="")
+            task = tasks[event.stage]
+            bar.update(task, completed=event.done, total=event.total or None)
+            elapsed = bar.tasks[task].elapsed or 0.0
+            if elapsed > 0:
+                bar.update(task, rate=f"{event.done / elapsed:.0f} docs/s")
+
+        report = backfill(settings, migrate=migrate, progress=on_progress)
+
+    console.print(report.summary())
+    if report.migration is not None:
+        migration = report.migration
+        console.print(
+            f"Copied {migration.source_index} into {migration.new_index}; alias "
+            f"{migration.alias} {'now points at ' + migration.new_index if report.ok else 'unchanged'}. "
+            f"{migration.source_index} is kept: delete it when you no longer need it."
+        )
+    for issue in report.skipped_items:
+        console.print(f"  skipped {issue.id} ({issue.index}): {issue.reason}")
+    if report.skipped > len(report.skipped_items):
+        console.print(f"  ... and {report.skipped - len(report.skipped_items)} more skipped")
+    for issue in report.failed_items:
+        errors.print(f"  failed {issue.id} ({issue.index}) status {issue.status}: {issue.reason}")
+    if report.failed > len(report.failed_items):
+        errors.print(f"  ... and {report.failed - len(report.failed_items)} more failed")
+    return 0 if report.ok else 1
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    return run_backfill(_settings(args), migrate=args.migrate)
+
+
+def print_similar(result: Any, fields: Sequence[str]) -> None:
+    """Print the hits of a `SimilarResult` as a table."""
+    table = Table(title=f"Documents like {result.doc_id}", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("rrf", justify="right")
+    table.add_column("k-NN rank/score", justify="right")
+    table.add_column("BM25 rank/score", justify="right")
+    for field in fields:
+        table.add_column(field, overflow="fold")
+    for position, hit in enumerate(result.hits, start=1):
+        knn = f"{hit.knn_rank} / {hit.knn_score:.3f}" if hit.knn_rank else "-"
+        bm25 = f"{hit.bm25_rank} / {hit.bm25_score:.1f}" if hit.bm25_rank else "-"
+        values = [_format_value(hit.source.get(field)) for field in fields]
+        table.add_row(str(position), hit.id, f"{hit.score:.4f}", knn, bm25, *values)
+    console.print(table)
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from .query import hybrid_similar
+
+    settings = _settings(args)
+    fields = [field for field in (args.fields or "").split(",") if field] or None
+    result = hybrid_similar(
+        args.doc_id,
+        k=args.k,
+        filters=args.filter or None,
+        settings=settings,
+        num_candidates=args.num_candidates,
+        source_fields=fields,
+    )
+    if args.dsl:
+        console.print(
+            "# Sent as one lookup and one _msearch holding the two searches below.",
+            markup=False,
+            highlight=False,
+        )
+        console.print(result.to_dev_tools(), markup=False, highlight=False)
+        console.print()
+    if args.json:
+        hits = [hit.__dict__ for hit in result.hits]
+        console.print_json(json.dumps(hits))
+    else:
+        shown = fields or [field for field in settings.text_fields[:1]]
+        print_similar(result, shown)
+    return 0
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from .client import make_client
+    from .corpus import load_corpus, sample_jsonl
+
+    settings = _settings(args)
+    alias = settings.require_index()
+    include = [item for item in (args.include or "").split(",") if item]
+    records = sample_jsonl(
+        Path(args.file),
+        limit=args.limit or None,
+        seed=args.seed,
+        id_field=args.id_field,
+        include_ids=include,
+    )
+    client = make_client(settings)
+    with _progress_bar() as bar:
+        task = bar.add_task("Loading", total=len(records), rate="")
+        index = load_corpus(
+            client,
+            records,
+            alias=alias,
+            text_fields=settings.text_fields,
+            id_field=args.id_field,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+    console.print(f"{len(records)} documents in {index} behind alias {alias}")
+    return 0
+
+
+def _node_settings(args: argparse.Namespace) -> Any:
+    from .node import NodeSettings
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        overrides["http_port"] = args.port
+    if getattr(args, "version", None) is not None:
+        overrides["version"] = args.version
+    return NodeSettings(**overrides)
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    from . import node
+
+    settings = _node_settings(args)
+    if args.action == "start":
+        status = node.start(settings, log=lambda line: errors.print(line))
+        console.print(f"OpenSearch {status.version} is {status.health} at {status.url} (pid {status.pid})")
+    elif args.action == "stop":
+        stopped = node.stop(settings)
+        console.print("Stopped the node" if stopped else "No node was running")
+    else:
+        status = node.status(settings)
+        if status.running:
+            console.print(
+                f"running: OpenSearch {status.version}, health {status.health}, "
+                f"{status.url}, pid {status.pid}, home {status.home}"
+            )
+        else:
+            console.print(f"not running ({status.url}, home {status.home})")
+            return 3
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        corpus=Path(args.corpus),
+        limit=args.limit or None,
+        show=[item for item in args.show.split(",") if item],
+        port=args.port,
+        alias=args.index_name,
+    )
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    hosts = [item for item in (args.hosts or "").split(",") if item]
+    if not hosts:
+        from . import node
+
+        hosts = [node.start(node.NodeSettings(http_port=args.port), log=errors.print).url]
+    target = bench.BenchTarget(hosts=hosts, corpus=Path(args.corpus), limit=args.limit or None)
+    if args.kind == "backfill":
+        bench.bench_backfill(target)
+    else:
+        bench.bench_query(target, queries=args.queries)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of `os-mlt`."""
+    parser = argparse.ArgumentParser(
+        prog="os-mlt", description="Semantic 'more like this' for OpenSearch indices."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    node = commands.add_parser("node", help="manage a local OpenSearch node with the k-NN plugin")
+    node.add_argument("action", choices=["start", "stop", "status"])
+    node.add_argument("--port", type=int, help="HTTP port (env OS_MLT_NODE_HTTP_PORT; default 9200)")
+    node.add_argument("--version", help="OpenSearch version (env OS_MLT_NODE_VERSION)")
+    node.set_defaults(handler=_cmd_node)
+
+    backfill = commands.add_parser("backfill", help="embed documents and store their vectors")
+    _add_connection_options(backfill)
+    backfill.add_argument(
+        "--migrate",
+        action="store_true",
+        help="if the alias's index lacks index.knn, copy it into a k-NN index and move the alias",
+    )
+    backfill.set_defaults(handler=_cmd_backfill)
+
+    similar = commands.add_parser("similar", help="find documents like one document")
+    _add_connection_options(similar)
+    similar.add_argument("doc_id", help="_id of the example document")
+    similar.add_argument("-k", type=int, default=10, help="hits to return (default 10)")
+    similar.add_argument(
+        "--filter",
+        action="append",
+        metavar="FILTER",
+        help="FIELD=VALUE, FIELD=V1,V2, FIELD>=N, FIELD<DATE, FIELD=*, FIELD!=VALUE, not:FILTER; repeatable",
+    )
+    similar.add_argument("--fields", help="_source fields to show, comma-separated")
+    similar.add_argument(
+        "--num-candidates", type=int, default=100, help="hits per component before fusion (default 100)"
+    )
+    similar.add_argument("--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools")
+    similar.add_argument("--json", action="store_true", help="print hits as JSON")
+    similar.set_defaults(handler=_cmd_similar)
+
+    load = commands.add_parser("load", help="load a JSON-lines corpus into a new index without vectors")
+    _add_connection_options(load)
+    load.add_argument("file", help=".jsonl or .jsonl.gz file, one JSON object per line")
+    load.add_argument("--limit", type=int, default=0, help="random sample of this many records; 0 loads all")
+    load.add_argument("--seed", type=int, default=13, help="seed of the random sample")
+    load.add_argument("--include", help="ids always loaded, comma-separated")
+    load.add_argument("--id-field", default="id", help="field that holds the document _id (default id)")
+    load.set_defaults(handler=_cmd_load)
+
+    demo = commands.add_parser("demo", help="start a local node, load a corpus, backfill, show results")
+    demo.add_argument(
+        "--corpus",
+        default=str(Path("..") / "shared" / "corpora" / "debian-packages.jsonl.gz"),
+        help="JSON-lines corpus with id, title and body fields",
+    )
+    demo.add_argument("--limit", type=int, default=5000, help="documents to sample; 0 loads the whole corpus")
+    demo.add_argument(
+        "--show",
+        default="python3-scipy,samtools,vlc",
+        help="ids whose similar documents are printed, comma-separated",
+    )
+    demo.add_argument("--port", type=int, default=9200, help="HTTP port of the local node")
+    demo.add_argument("--index-name", default=None, help="alias to load into (default: corpus file name)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    bench = commands.add_parser("bench", help="measure throughput or latency against a baseline")
+    bench.add_argument("kind", choices=["backfill", "query"])
+    bench.add_argument("--corpus", default=demo.get_default("corpus"), help="JSON-lines corpus with id, title, body")
+    bench.add_argument("--limit", type=int, default=5000, help="documents to sample; 0 uses the whole corpus")
+    bench.add_argument("--queries", type=int, default=200, help="queries timed per system (bench query)")
+    bench.add_argument("--hosts", help="cluster URLs; default: a local node on --port")
+    bench.add_argument("--port", type=int, default=9200, help="HTTP port of the local node")
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `os-mlt` and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status: int = args.handler(args)
+    except ValidationError as error:
+        for item in error.errors():
+            location = ".".join(str(part) for part in item["loc"]) or "settings"
+            errors.print(f"error: invalid {location}: {item['msg']}", markup=False, highlight=False)
+        return 2
+    except ConfigurationError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return 2
+    except OsMltError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return 1
+    except OpenSearchConnectionError as error:
+        errors.print(
+            f"error: cannot reach the cluster ({error.info}); start a local node with "
+            "`os-mlt node start` or set OS_MLT_HOSTS to your cluster's URL",
+            markup=False,
+            highlight=False,
+        )
+        return 1
+    except TransportError as error:
+        errors.print(f"error: the cluster returned {error.status_code}: {error.error} {error.info}"[:2000], markup=False, highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
