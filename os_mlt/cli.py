@@ -20,8 +20,11 @@ from rich.table import Table
 from .errors import ConfigurationError, OsMltError
 from .settings import Settings
 
-console = Console()
-errors = Console(stderr=True)
+# Rich falls back to 80 columns when output is not a terminal, which folds
+# result tables beyond reading; 160 keeps one hit per line in logs and pipes.
+_PIPE_WIDTH = 160
+console = Console(width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -110,16 +113,18 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 def print_similar(result: Any, fields: Sequence[str]) -> None:
     """Print the hits of a `SimilarResult` as a table."""
     table = Table(title=f"Documents like {result.doc_id}", show_lines=False)
-    table.add_column("#", justify="right")
-    table.add_column("id")
-    table.add_column("rrf", justify="right")
-    table.add_column("k-NN rank/score", justify="right")
-    table.add_column("BM25 rank/score", justify="right")
+    table.add_column("#", justify="right", min_width=2, no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("rrf", justify="right", no_wrap=True)
+    table.add_column("k-NN rank (score)", justify="right", no_wrap=True)
+    table.add_column("BM25 rank (score)", justify="right", no_wrap=True)
+    # The rank and score columns take about 70 characters; the fields share the rest.
+    field_width = max(12, (console.width - 70) // max(1, len(fields)))
     for field in fields:
-        table.add_column(field, overflow="fold")
+        table.add_column(field, overflow="ellipsis", no_wrap=True, max_width=field_width)
     for position, hit in enumerate(result.hits, start=1):
-        knn = f"{hit.knn_rank} / {hit.knn_score:.3f}" if hit.knn_rank else "-"
-        bm25 = f"{hit.bm25_rank} / {hit.bm25_score:.1f}" if hit.bm25_rank else "-"
+        knn = f"{hit.knn_rank} ({hit.knn_score:.3f})" if hit.knn_rank else "-"
+        bm25 = f"{hit.bm25_rank} ({hit.bm25_score:.1f})" if hit.bm25_rank else "-"
         values = [_format_value(hit.source.get(field)) for field in fields]
         table.add_row(str(position), hit.id, f"{hit.score:.4f}", knn, bm25, *values)
     console.print(table)

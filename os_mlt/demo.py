@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from .corpus import load_corpus, sample_jsonl
 from .errors import DocumentNotFoundError
 from .settings import Settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 DEMO_TEXT_FIELDS = ["title", "body"]
 # Shown next to each hit when the corpus has them; other corpora show what they have.
@@ -68,9 +69,11 @@ def run_demo(
         console.print()
         console.print(f"[bold]{doc_id}[/bold]", *(f"| {name}: {_text(example.get(name))}" for name in fields))
         print_similar(result, fields)
+    example_filter = " --filter section=python" if "section" in fields else ""
     console.print(
         f"\nTry: os-mlt similar {show[0] if show else 'ID'} --hosts {status.url} --index {alias} "
-        f"--fields {','.join(fields)} --filter section=python --dsl"
+        f"--fields {','.join(fields)}{example_filter} --dsl",
+        soft_wrap=True,
     )
     return status_code
 
