@@ -109,15 +109,22 @@ def bench_backfill(target: BenchTarget, *, keep_index: bool = False) -> dict[str
     }
 
 
-def _median_ms(make: Callable[[str], Callable[[], object]], doc_ids: list[str]) -> float:
-    """Return the median wall time, in milliseconds, of the call `make` builds per id."""
-    timings = []
-    for doc_id in doc_ids:
-        call = make(doc_id)
-        started = time.perf_counter()
-        call()
-        timings.append((time.perf_counter() - started) * 1000)
-    return statistics.median(timings)
+def _median_ms(systems: dict[str, Callable[[str], Callable[[], object]]], doc_ids: list[str]) -> dict[str, float]:
+    """Return each system's median wall time in milliseconds over `doc_ids`.
+
+    The systems run one after another for each id, in an order that rotates
+    from id to id, so JVM warm-up and caches favour none of them.
+    """
+    timings: dict[str, list[float]] = {name: [] for name in systems}
+    names = list(systems)
+    for position, doc_id in enumerate(doc_ids):
+        shift = position % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = systems[name](doc_id)
+            started = time.perf_counter()
+            call()
+            timings[name].append((time.perf_counter() - started) * 1000)
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
@@ -133,29 +140,35 @@ def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
         ids = [str(record["id"]) for record in records]
         picked = random.Random(target.seed).sample(ids, min(queries, len(ids)))
 
+        # The same _source as hybrid_similar returns, without the vectors.
+        source = {"excludes": [settings.vector_field, settings.meta_field]}
+
         def vector_of(doc_id: str) -> list[float]:
             hit = client.search(index=alias, body=build_lookup(doc_id, [settings.vector_field]))
             return list(hit["hits"]["hits"][0]["_source"][settings.vector_field])
 
         def knn_only(doc_id: str) -> Callable[[], object]:
             def run() -> object:
-                body = build_knn_search(settings.vector_field, vector_of(doc_id), k=100, exclude_ids=[doc_id])
+                body = build_knn_search(
+                    settings.vector_field, vector_of(doc_id), k=100, exclude_ids=[doc_id], source=source
+                )
                 return client.search(index=alias, body=body)
 
             return run
 
         def bm25_only(doc_id: str) -> Callable[[], object]:
-            body = build_mlt_search(TEXT_FIELDS, [{"_index": alias, "_id": doc_id}], size=100, exclude_ids=[doc_id])
+            body = build_mlt_search(
+                TEXT_FIELDS, [{"_index": alias, "_id": doc_id}], size=100, exclude_ids=[doc_id], source=source
+            )
             return lambda: client.search(index=alias, body=body)
 
         def hybrid(doc_id: str) -> Callable[[], object]:
             return lambda: hybrid_similar(doc_id, k=10, settings=settings, client=client)
 
-        for doc_id in picked[:10]:  # warm up caches and the HNSW graph
-            hybrid(doc_id)()
-        knn_ms = _median_ms(knn_only, picked)
-        bm25_ms = _median_ms(bm25_only, picked)
-        hybrid_ms = _median_ms(hybrid, picked)
+        systems = {"knn": knn_only, "bm25": bm25_only, "hybrid": hybrid}
+        _median_ms(systems, picked[:20])  # warm up the JVM, caches and the HNSW graph
+        medians = _median_ms(systems, picked)
+        knn_ms, bm25_ms, hybrid_ms = medians["knn"], medians["bm25"], medians["hybrid"]
     finally:
         client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
 
