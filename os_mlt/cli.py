@@ -67,7 +67,7 @@ def _progress_bar() -> Progress:
     )
 
 
-def run_backfill(settings: Settings, *, migrate: bool) -> int:
+def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) -> int:
     """Run the backfill with progress bars; print the report. Return the exit status."""
     from .indexer import Progress as BackfillProgress
     from .indexer import backfill
@@ -85,7 +85,7 @@ def run_backfill(settings: Settings, *, migrate: bool) -> int:
             if elapsed > 0:
                 bar.update(task, rate=f"{event.done / elapsed:.0f} docs/s")
 
-        report = backfill(settings, migrate=migrate, progress=on_progress)
+        report = backfill(settings, migrate=migrate, dry_run=dry_run, progress=on_progress)
 
     console.print(report.summary())
     if report.migration is not None:
@@ -107,7 +107,7 @@ def run_backfill(settings: Settings, *, migrate: bool) -> int:
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    return run_backfill(_settings(args), migrate=args.migrate)
+    return run_backfill(_settings(args), migrate=args.migrate, dry_run=args.dry_run)
 
 
 def print_similar(result: Any, fields: Sequence[str]) -> None:
@@ -279,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--migrate",
         action="store_true",
         help="if the alias's index lacks index.knn, copy it into a k-NN index and move the alias",
+    )
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="report what a run would embed; change nothing"
     )
     backfill.set_defaults(handler=_cmd_backfill)
 

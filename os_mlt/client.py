@@ -24,6 +24,8 @@ def make_client(settings: Settings) -> OpenSearch:
         "retry_on_status": (429, 502, 503, 504),
         "max_retries": 3,
         "http_compress": True,
+        # The backfill reads, writes and looks up from three threads at once.
+        "pool_maxsize": 4,
     }
     if settings.ca_certs is not None:
         options["ca_certs"] = str(settings.ca_certs)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from opensearchpy import OpenSearch
 
-from os_mlt import Encoder, MappingError, Settings, backfill, document_text
+from os_mlt import Encoder, MappingError, OsMltError, Settings, backfill, document_text
 from os_mlt.errors import IndexNotFoundError
 from os_mlt.indexer import IndexBlockedError
 
@@ -285,3 +285,97 @@ def test_read_only_index_stops_the_run(
             backfill(make_settings(), client=client, encoder=encoder)
     finally:
         client.indices.put_settings(index=index_name, body={"index.blocks.read_only_allow_delete": None})
+
+
+def test_dry_run_changes_nothing(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+
+    report = backfill(make_settings(), client=client, encoder=encoder, dry_run=True)
+
+    assert report.dry_run
+    assert report.pending == len(EMBEDDABLE)
+    assert report.embedded == 0
+    assert report.skipped == 2
+    assert "would embed 4" in report.summary()
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
+    assert "embedding" not in mapping
+    assert all(client.get(index=index_name, id=doc_id)["_version"] == 1 for doc_id in DOCUMENTS)
+
+    backfill(make_settings(), client=client, encoder=encoder)
+    client.update(index=index_name, id="gimp", body={"doc": {"title": "changed"}}, refresh=True)
+    after_change = backfill(make_settings(), client=client, encoder=encoder, dry_run=True)
+    assert after_change.pending == 1
+    assert after_change.unchanged == len(EMBEDDABLE) - 1
+
+
+def test_dry_run_of_migration_creates_no_index(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    concrete = f"{index_name}-000001"
+    create_index(client, concrete, DOCUMENTS, knn=False)
+    client.indices.put_alias(index=concrete, name=index_name)
+
+    report = backfill(make_settings(), client=client, encoder=encoder, migrate=True, dry_run=True)
+
+    assert report.pending == len(EMBEDDABLE)
+    assert not client.indices.exists(index=f"{concrete}-knn")
+    assert list(client.indices.get_alias(name=index_name)) == [concrete]
+
+
+def test_special_character_ids(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    ids = ["with space", "slash/and?query=1", "hash#frag", "ünïcødé-名前", 'quote"s', "%2F"]
+    create_index(client, index_name, {doc_id: {"title": f"document {n}"} for n, doc_id in enumerate(ids)})
+
+    report = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert report.failed == 0
+    assert report.embedded == len(ids)
+    for doc_id in ids:
+        assert len(client.get(index=index_name, id=doc_id)["_source"]["embedding"]) == 384
+
+
+def test_lost_scroll_stops_with_advice(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    create_index(client, index_name, {f"d{n}": {"title": f"document number {n}"} for n in range(12)})
+
+    class ClearsScrollsOnce(Encoder):
+        """The real model; before its first batch every open scroll is cleared, as when one expires."""
+
+        cleared = False
+
+        def encode(self, texts: Any) -> Any:
+            if not self.cleared:
+                self.cleared = True
+                client.clear_scroll(scroll_id="_all")
+            return super().encode(texts)
+
+    settings = make_settings(scan_batch_size=1)
+    with pytest.raises(OsMltError, match="scroll over .* expired"):
+        backfill(settings, client=client, encoder=ClearsScrollsOnce())
+
+    report = backfill(settings, client=client, encoder=encoder)
+    assert report.failed == 0
+    assert report.embedded + report.unchanged == 12
+    assert report.embedded < 12
+
+
+def test_data_stream_is_rejected(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    client.indices.put_index_template(
+        name=index_name,
+        body={"index_patterns": [f"{index_name}*"], "data_stream": {}, "priority": 500},
+    )
+    try:
+        client.index(index=index_name, body={"@timestamp": "2026-01-01T00:00:00Z", "title": "log line"},
+                     op_type="create", refresh=True)
+        with pytest.raises(MappingError, match="data stream"):
+            backfill(make_settings(), client=client, encoder=encoder)
+    finally:
+        client.indices.delete_data_stream(name=index_name)
+        client.indices.delete_index_template(name=index_name)

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opensearchpy import OpenSearch, helpers
+from opensearchpy import NotFoundError, OpenSearch, helpers
 
 from ..client import resolve_client
 from ..encoder import Encoder, document_text, text_hash
 from ..errors import OsMltError
 from ..settings import Settings
 from .mapping import ensure_vector_mapping, resolve_index
-from .migrate import Migration, knn_missing_error, prepare_migration, swap_alias
+from .migrate import Migration, check_migratable, knn_missing_error, prepare_migration, swap_alias
 from .report import MAX_REASON_CHARS, BackfillReport, ItemIssue
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def backfill(
     encoder: Encoder | None = None,
     index: str | None = None,
     migrate: bool = False,
+    dry_run: bool = False,
     progress: ProgressCallback | None = None,
 ) -> BackfillReport:
     """Embed the text fields of every document in an index and store the vectors.
@@ -109,6 +110,8 @@ def backfill(
         migrate: For an alias whose index was created without `index.knn: true`,
             copy it into `<index>-knn`, embed there and move the alias. Without
             it such an index raises `MappingError`.
+        dry_run: Change nothing: no mapping update, no copy, no writes. The
+            report counts in `pending` the documents a run would embed.
         progress: Called with a `Progress` after each page of documents.
 
     Returns:
@@ -134,6 +137,10 @@ def backfill(
     if target.indices_without_knn:
         if not migrate:
             raise knn_missing_error(target)
+        if dry_run:
+            # A copy would hold no vectors yet, so every document with text is pending.
+            check_migratable(target)
+            return _dry_run(client, settings, encoder, name, name, progress, started)
         migration = prepare_migration(
             client,
             target,
@@ -150,7 +157,10 @@ def backfill(
             vector_field=settings.vector_field,
             meta_field=settings.meta_field,
             dimension=encoder.dimension,
+            dry_run=dry_run,
         )
+        if dry_run:
+            return _dry_run(client, settings, encoder, name, name, progress, started)
 
     report = BackfillReport(index=name, migration=migration)
     report.total = int(client.count(index=scan_name)["count"])
@@ -172,6 +182,23 @@ def backfill(
     return report
 
 
+def _dry_run(
+    client: OpenSearch,
+    settings: Settings,
+    encoder: Encoder,
+    name: str,
+    scan_name: str,
+    progress: ProgressCallback | None,
+    started: float,
+) -> BackfillReport:
+    report = BackfillReport(index=name, dry_run=True)
+    report.total = int(client.count(index=scan_name)["count"])
+    _Run(client, settings, encoder, report, progress, dry_run=True).embed_all(scan_name)
+    report.seconds = time.perf_counter() - started
+    logger.info("Dry run done: %s", report.summary())
+    return report
+
+
 def _stage_callback(
     progress: ProgressCallback | None, stage: str
 ) -> Callable[[int, int], None] | None:
@@ -190,8 +217,11 @@ class _Run:
         encoder: Encoder,
         report: BackfillReport,
         progress: ProgressCallback | None,
+        *,
+        dry_run: bool = False,
     ) -> None:
         self.client = client
+        self.dry_run = dry_run
         self.settings = settings
         self.encoder = encoder
         self.report = report
@@ -211,11 +241,21 @@ class _Run:
             size=self.settings.scan_batch_size,
             scroll=self.settings.scroll_keep_alive,
         )
-        for hit in hits:
-            page.append(hit)
-            if len(page) >= self.settings.scan_batch_size:
-                yield page
-                page = []
+        try:
+            for hit in hits:
+                page.append(hit)
+                if len(page) >= self.settings.scan_batch_size:
+                    yield page
+                    page = []
+        except NotFoundError as error:
+            # NOTE: the scan does not restart by itself, because a second pass
+            # would count documents twice; the next run skips what is done.
+            raise OsMltError(
+                f"the scroll over {index!r} expired (keep-alive "
+                f"{self.settings.scroll_keep_alive}) before the backfill read the next "
+                "page; raise OS_MLT_SCROLL_KEEP_ALIVE and run again, which embeds only "
+                "the documents still missing"
+            ) from error
         if page:
             yield page
 
@@ -374,7 +414,8 @@ class _Run:
     def _pipeline(self, pages: Iterator[list[dict[str, Any]]], *, count_scanned: bool = True) -> None:
         page_queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
         write_queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
-        errors: list[BaseException] = []
+        read_errors: list[BaseException] = []
+        write_errors: list[BaseException] = []
         cancelled = threading.Event()
 
         def read() -> None:
@@ -384,21 +425,23 @@ class _Run:
                         return
                     page_queue.put(page)
             except BaseException as error:  # handed to the caller's thread
-                errors.append(error)
+                read_errors.append(error)
             finally:
                 page_queue.put(_STOP)
 
         def write() -> None:
+            # Batches already encoded are still written after a read error, so
+            # a failed run keeps its progress; only a write error stops writing.
             while True:
                 batch = write_queue.get()
                 if batch is _STOP:
                     return
-                if errors:
+                if write_errors:
                     continue  # drain so the encoder never blocks on a full queue
                 try:
                     self._write(batch)  # type: ignore[arg-type]
                 except BaseException as error:
-                    errors.append(error)
+                    write_errors.append(error)
                     cancelled.set()
 
         reader = threading.Thread(target=read, name="os-mlt-reader", daemon=True)
@@ -417,8 +460,10 @@ class _Run:
                 except queue.Empty:
                     pass
             reader.join()
-        if errors:
-            raise errors[0]
+        if write_errors:
+            raise write_errors[0]
+        if read_errors:
+            raise read_errors[0]
 
     def _encode_pages(
         self,
@@ -436,6 +481,9 @@ class _Run:
             pending = [item for item in map(self._select, hits) if item is not None]
             if count_scanned:
                 self.report.scanned += len(hits)
+                self.report.pending += len(pending)
+            if self.dry_run:
+                pending = []
             for start in range(0, len(pending), bulk_size):
                 batch = self._encode(pending[start : start + bulk_size])
                 if batch:

@@ -84,6 +84,13 @@ def resolve_index(client: OpenSearch, name: str) -> IndexTarget:
             "(GET _cat/indices and GET _cat/aliases list them)"
         ) from error
     indices = tuple(sorted(settings))
+    backing = [index for index in indices if index.startswith(".ds-")]
+    if backing:
+        raise MappingError(
+            f"{name!r} is or includes a data stream (backing index {backing[0]!r}); "
+            "data streams accept no partial updates of their documents, so os_mlt "
+            "cannot add vectors to them. Embed documents before they are indexed instead"
+        )
     knn_enabled = frozenset(
         index
         for index, body in settings.items()
@@ -120,8 +127,11 @@ def ensure_vector_mapping(
     vector_field: str,
     meta_field: str,
     dimension: int,
+    dry_run: bool = False,
 ) -> None:
     """Add the vector and meta fields to the mapping of every index, if missing.
+
+    With `dry_run` the existing mapping is checked and nothing is changed.
 
     Raises:
         MappingError: The field exists with another type or dimension.
@@ -132,14 +142,14 @@ def ensure_vector_mapping(
         existing = _field_mapping(properties, vector_field)
         if existing is not None:
             _check_existing_vector(index, vector_field, existing, dimension)
-        else:
+        elif not dry_run:
             logger.info("Adding knn_vector field %s (dimension %d) to %s", vector_field, dimension, index)
         additions: dict[str, Any] = {}
         if existing is None:
             additions.update(_properties_for(vector_field, vector_field_mapping(dimension)))
         if _field_mapping(properties, meta_field) is None:
             additions.update(_properties_for(meta_field, meta_field_mapping()))
-        if additions:
+        if additions and not dry_run:
             client.indices.put_mapping(index=index, body={"properties": additions})
 
 

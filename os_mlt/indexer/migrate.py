@@ -84,7 +84,8 @@ def knn_missing_error(target: IndexTarget) -> MappingError:
     )
 
 
-def _check_migratable(target: IndexTarget) -> str:
+def check_migratable(target: IndexTarget) -> str:
+    """Return the one index behind the alias, or raise if it cannot be migrated."""
     if not target.is_alias:
         raise knn_missing_error(target)
     if len(target.indices) != 1:
@@ -195,7 +196,7 @@ def prepare_migration(
     progress: Callable[[int, int], None] | None = None,
 ) -> Migration:
     """Create (or reuse) the k-NN copy of the alias's index and copy documents into it."""
-    source = _check_migratable(target)
+    source = check_migratable(target)
     body = _new_index_body(
         client, source, vector_field=vector_field, meta_field=meta_field, dimension=dimension
     )

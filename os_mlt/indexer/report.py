@@ -38,6 +38,8 @@ class BackfillReport:
         index: The index or alias the backfill ran on.
         total: Documents in the index when the run started.
         scanned: Documents read.
+        pending: Documents whose text or model changed since their last vector,
+            or that have none: the ones a run embeds.
         embedded: Documents that got a new vector.
         unchanged: Documents whose vector already matched their text and the model.
         skipped: Documents with no text to embed.
@@ -46,11 +48,13 @@ class BackfillReport:
         failed_items: The first failed documents, with status and reason.
         seconds: Wall time of the run.
         migration: The k-NN copy the alias moved to, when the run migrated.
+        dry_run: True when nothing was written.
     """
 
     index: str
     total: int = 0
     scanned: int = 0
+    pending: int = 0
     embedded: int = 0
     unchanged: int = 0
     skipped: int = 0
@@ -59,6 +63,7 @@ class BackfillReport:
     failed_items: list[ItemIssue] = field(default_factory=list)
     seconds: float = 0.0
     migration: Migration | None = None
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
@@ -77,6 +82,11 @@ class BackfillReport:
 
     def summary(self) -> str:
         """Return one line with the counts and the throughput."""
+        if self.dry_run:
+            return (
+                f"{self.index}: dry run, nothing written: scanned {self.scanned}, would embed "
+                f"{self.pending}, unchanged {self.unchanged}, skipped {self.skipped}"
+            )
         rate = self.embedded / self.seconds if self.seconds > 0 else 0.0
         return (
             f"{self.index}: scanned {self.scanned}, embedded {self.embedded}, "
