@@ -184,15 +184,59 @@ class Encoder:
     def encode(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Encode texts into unit-length float32 vectors, one row per text.
 
-        Texts longer than `max_seq_length` tokens are truncated by the model.
+        Long texts are split as `encode_counting_long` describes.
+        """
+        vectors, _ = self.encode_counting_long(texts)
+        return vectors
+
+    def encode_counting_long(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], int]:
+        """Encode texts; also return how many were longer than the model reads at once.
+
+        A text longer than `max_seq_length` tokens is split into consecutive
+        windows of that many tokens (less the two special tokens). Its vector
+        is the mean of the windows' vectors, weighted by their token counts and
+        scaled to unit length, so the end of a long text counts as much as its
+        start instead of being cut off.
         """
         if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
+            return np.zeros((0, self.dimension), dtype=np.float32), 0
+        tokenizer = self.model.tokenizer
+        window = max(1, self.max_seq_length - 2)
+        token_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+        pieces: list[str] = []
+        owners: list[int] = []
+        weights: list[int] = []
+        long_texts = 0
+        for position, (text, ids) in enumerate(zip(texts, token_ids, strict=True)):
+            if len(ids) <= window:
+                pieces.append(text)
+                owners.append(position)
+                weights.append(max(1, len(ids)))
+                continue
+            long_texts += 1
+            for start in range(0, len(ids), window):
+                chunk = ids[start : start + window]
+                pieces.append(tokenizer.decode(chunk))
+                owners.append(position)
+                weights.append(len(chunk))
+
+        encoded = np.asarray(
+            self.model.encode(
+                pieces,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        if long_texts == 0:
+            return encoded, 0
+
+        vectors = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
+        np.add.at(vectors, owners, encoded * np.asarray(weights, dtype=np.float32)[:, None])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        # A zero norm stays zero here; the backfill skips such vectors.
+        np.divide(vectors, norms, out=vectors, where=norms > 0)
+        return vectors, long_texts

@@ -379,3 +379,18 @@ def test_data_stream_is_rejected(
     finally:
         client.indices.delete_data_stream(name=index_name)
         client.indices.delete_index_template(name=index_name)
+
+
+def test_long_texts_are_counted(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    long_body = "Sequence alignment and genome assembly tools. " * 120
+    create_index(client, index_name, {"long": {"title": "aligner", "body": long_body}, "short": {"title": "x"}})
+
+    report = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert report.embedded == 2
+    assert report.long_texts == 1
+    stored = np.array(_vector(client, index_name, "long"), dtype=np.float32)
+    expected = encoder.encode([document_text({"title": "aligner", "body": long_body}, ["title", "body"])])[0]
+    assert np.allclose(stored, expected, atol=1e-5)

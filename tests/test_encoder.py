@@ -54,3 +54,21 @@ def test_identity_names_model_and_weights(encoder: Encoder) -> None:
 def test_unknown_model_raises_without_download(tmp_path: object) -> None:
     with pytest.raises(ConfigurationError, match="not-a-real/model-name"):
         Encoder("not-a-real/model-name").encode(["x"])
+
+
+def test_long_text_is_averaged_over_windows(encoder: Encoder) -> None:
+    start = "Genome assembly and sequence alignment for bioinformatics. " * 40
+    end = "A fast paced racing game with cars and tracks. " * 40
+    text = start + end
+    tokens = len(encoder.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert tokens > encoder.max_seq_length
+
+    vectors, long_texts = encoder.encode_counting_long([text, "short text"])
+
+    assert long_texts == 1
+    assert np.isclose(np.linalg.norm(vectors[0]), 1.0, atol=1e-5)
+    truncated = encoder.model.encode([text], normalize_embeddings=True)[0]
+    game = encoder.encode(["a racing game with cars"])[0]
+    # The end of the text, which truncation drops, moves the vector towards it.
+    assert float(vectors[0] @ game) > float(truncated @ game) + 0.05
+    assert np.allclose(vectors[1], encoder.encode(["short text"])[0], atol=1e-5)

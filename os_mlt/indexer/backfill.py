@@ -287,7 +287,8 @@ class _Run:
         )
 
     def _encode(self, pending: list[_Pending]) -> list[tuple[_Pending, list[float]]]:
-        vectors = self.encoder.encode([item.text for item in pending])
+        vectors, long_texts = self.encoder.encode_counting_long([item.text for item in pending])
+        self.report.long_texts += long_texts
         norms = np.linalg.norm(vectors, axis=1)
         batch: list[tuple[_Pending, list[float]]] = []
         for item, vector, norm in zip(pending, vectors, norms, strict=True):

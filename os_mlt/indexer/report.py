@@ -43,6 +43,8 @@ class BackfillReport:
         embedded: Documents that got a new vector.
         unchanged: Documents whose vector already matched their text and the model.
         skipped: Documents with no text to embed.
+        long_texts: Embedded documents longer than the model reads at once,
+            encoded in windows whose vectors were averaged.
         failed: Documents whose update failed.
         skipped_items: The first skipped documents, with reasons.
         failed_items: The first failed documents, with status and reason.
@@ -58,6 +60,7 @@ class BackfillReport:
     embedded: int = 0
     unchanged: int = 0
     skipped: int = 0
+    long_texts: int = 0
     failed: int = 0
     skipped_items: list[ItemIssue] = field(default_factory=list)
     failed_items: list[ItemIssue] = field(default_factory=list)
@@ -91,5 +94,6 @@ class BackfillReport:
         return (
             f"{self.index}: scanned {self.scanned}, embedded {self.embedded}, "
             f"unchanged {self.unchanged}, skipped {self.skipped}, failed {self.failed} "
-            f"in {self.seconds:.1f} s ({rate:.1f} embedded/s)"
+            f"in {self.seconds:.1f} s ({rate:.1f} embedded/s); "
+            f"{self.long_texts} long texts encoded in windows"
         )
