@@ -259,6 +259,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_templates(args: argparse.Namespace) -> int:
+    from .client import make_client
+    from .encoder import Encoder
+    from .templates import install_templates
+
+    settings = _settings(args)
+    dimension = args.dimension or Encoder(settings.model).dimension
+    component, template = install_templates(
+        make_client(settings),
+        name=args.name,
+        patterns=args.pattern or [],
+        vector_field=settings.vector_field,
+        meta_field=settings.meta_field,
+        dimension=dimension,
+        text_fields=settings.text_fields,
+        priority=args.priority,
+    )
+    console.print(
+        f"Installed component template {component} and index template {template} "
+        f"for {', '.join(args.pattern)}; new matching indices get {settings.vector_field} "
+        f"({dimension} dimensions)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `os-mlt`."""
     parser = argparse.ArgumentParser(
@@ -327,6 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=9200, help="HTTP port of the local node")
     demo.add_argument("--index-name", default=None, help="alias to load into (default: corpus file name)")
     demo.set_defaults(handler=_cmd_demo)
+
+    templates = commands.add_parser(
+        "templates", help="install index templates that give new indices the vector field"
+    )
+    templates.add_argument("action", choices=["install"])
+    _add_connection_options(templates)
+    templates.add_argument(
+        "--pattern", action="append", metavar="PATTERN", help="index pattern such as 'docs-*'; repeatable"
+    )
+    templates.add_argument("--name", default="os-mlt", help="index template name (default os-mlt)")
+    templates.add_argument("--priority", type=int, default=200, help="index template priority (default 200)")
+    templates.add_argument("--dimension", type=int, help="vector dimension; default: the model's")
+    templates.set_defaults(handler=_cmd_templates)
 
     bench = commands.add_parser("bench", help="measure throughput or latency against a baseline")
     bench.add_argument("kind", choices=["backfill", "query"])
