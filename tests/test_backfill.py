@@ -394,3 +394,39 @@ def test_long_texts_are_counted(
     stored = np.array(_vector(client, index_name, "long"), dtype=np.float32)
     expected = encoder.encode([document_text({"title": "aligner", "body": long_body}, ["title", "body"])])[0]
     assert np.allclose(stored, expected, atol=1e-5)
+
+
+def test_migrate_catches_up_with_writes_to_old_index(
+    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+) -> None:
+    concrete = f"{index_name}-000001"
+    mappings = {"_meta": {"owner": "search-team"}, "properties": {"title": {"type": "text"}, "body": {"type": "text"}}}
+    create_index(client, concrete, DOCUMENTS, knn=False, mappings=mappings)
+    client.indices.put_alias(index=concrete, name=index_name)
+
+    class ApplicationWritesDuringEmbedding(Encoder):
+        """The real model; the first batch coincides with an application writing to the old index."""
+
+        wrote = False
+
+        def encode_counting_long(self, texts: Any) -> Any:
+            if not self.wrote:
+                self.wrote = True
+                client.update(index=concrete, id="gimp", body={"doc": {"title": "photo editor, renamed"}})
+                client.index(index=concrete, id="late", body={"title": "a document added during migration"})
+                client.indices.refresh(index=concrete)
+            return super().encode_counting_long(texts)
+
+    report = backfill(make_settings(), client=client, encoder=ApplicationWritesDuringEmbedding(), migrate=True)
+
+    assert report.migration is not None
+    new_index = report.migration.new_index
+    assert report.failed == 0
+    for doc_id, title in (("gimp", "photo editor, renamed"), ("late", "a document added during migration")):
+        stored = client.get(index=index_name, id=doc_id)["_source"]
+        assert stored["title"] == title
+        text = document_text(stored, ["title", "body"])
+        assert np.allclose(np.array(stored["embedding"], dtype=np.float32), encoder.encode([text])[0], atol=1e-5)
+    meta = client.indices.get_mapping(index=new_index)[new_index]["mappings"]["_meta"]
+    assert meta["owner"] == "search-team"
+    assert meta["os_mlt"]["copied_from"] == concrete

@@ -30,7 +30,14 @@ from ..encoder import Encoder, document_text, text_hash
 from ..errors import OsMltError
 from ..settings import Settings
 from .mapping import ensure_vector_mapping, resolve_index
-from .migrate import Migration, check_migratable, knn_missing_error, prepare_migration, swap_alias
+from .migrate import (
+    Migration,
+    catch_up,
+    check_migratable,
+    knn_missing_error,
+    prepare_migration,
+    swap_alias,
+)
 from .report import MAX_REASON_CHARS, BackfillReport, ItemIssue
 
 logger = logging.getLogger(__name__)
@@ -166,6 +173,8 @@ def backfill(
     report.total = int(client.count(index=scan_name)["count"])
     run = _Run(client, settings, encoder, report, progress)
     run.embed_all(scan_name)
+    if migration is not None:
+        _catch_up(client, settings, encoder, migration, report)
     client.indices.refresh(index=scan_name)
 
     if migration is not None and report.ok:
@@ -180,6 +189,41 @@ def backfill(
     report.seconds = time.perf_counter() - started
     logger.info("Backfill done: %s", report.summary())
     return report
+
+
+# Passes that copy and embed documents written to the old index during a
+# migration. Each pass is shorter than the one before it unless the old index
+# takes writes as fast as the model encodes.
+_CATCH_UP_PASSES = 5
+
+
+def _catch_up(
+    client: OpenSearch,
+    settings: Settings,
+    encoder: Encoder,
+    migration: Migration,
+    report: BackfillReport,
+) -> None:
+    """Bring writes made to the old index during the migration into the new one."""
+    # NOTE: writes that land between the last pass and the alias swap, and
+    # deletions in the old index, are not carried over.
+    for _ in range(_CATCH_UP_PASSES):
+        if catch_up(client, migration) == 0:
+            return
+        client.indices.refresh(index=migration.new_index)
+        extra = BackfillReport(index=migration.new_index)
+        _Run(client, settings, encoder, extra, None).embed_all(migration.new_index)
+        report.embedded += extra.embedded
+        report.long_texts += extra.long_texts
+        for issue in extra.failed_items:
+            report.add_failed(issue)
+        report.failed += extra.failed - len(extra.failed_items)
+    logger.warning(
+        "%s still took writes after %d catch-up passes; the newest may be missing from %s",
+        migration.source_index,
+        _CATCH_UP_PASSES,
+        migration.new_index,
+    )
 
 
 def _dry_run(

@@ -51,6 +51,62 @@ class Migration:
     copied: int
 
 
+def _max_seq_no(client: OpenSearch, index: str) -> int:
+    """Return the lowest `max_seq_no` over the primary shards of `index`.
+
+    Every write to the index after this call gets a higher `_seq_no` in its
+    shard, so `_seq_no > value` selects them all. With several shards it also
+    selects some earlier writes, which are then copied once more.
+    """
+    stats = client.indices.stats(index=index, level="shards", metric="docs")
+    shards = stats["indices"][index]["shards"]
+    values = [
+        int(copy["seq_no"]["max_seq_no"])
+        for copies in shards.values()
+        for copy in copies
+        if copy.get("routing", {}).get("primary", True)
+    ]
+    return min(values) if values else -1
+
+
+def _record_checkpoint(client: OpenSearch, migration: Migration, seq_no: int) -> None:
+    # PUT _mapping replaces the whole _meta object, so the user's keys are sent again.
+    mapping = client.indices.get_mapping(index=migration.new_index)[migration.new_index]["mappings"]
+    meta = _deep_merge(
+        mapping.get("_meta", {}),
+        {"os_mlt": {"copied_from": migration.source_index, "copied_through_seq_no": seq_no}},
+    )
+    client.indices.put_mapping(index=migration.new_index, body={"_meta": meta})
+
+
+def _recorded_checkpoint(client: OpenSearch, new_index: str) -> int | None:
+    mapping = client.indices.get_mapping(index=new_index)[new_index]["mappings"]
+    value = mapping.get("_meta", {}).get("os_mlt", {}).get("copied_through_seq_no")
+    return int(value) if value is not None else None
+
+
+def catch_up(client: OpenSearch, migration: Migration) -> int:
+    """Copy documents written to the old index since the last copy; return how many.
+
+    Copied documents replace their earlier copies, vectors included, so the
+    next backfill pass embeds them again.
+    """
+    threshold = _recorded_checkpoint(client, migration.new_index)
+    checkpoint = _max_seq_no(client, migration.source_index)
+    if threshold is None or checkpoint <= threshold:
+        return 0
+    copied = copy_documents(
+        client,
+        migration.source_index,
+        migration.new_index,
+        query={"range": {"_seq_no": {"gt": threshold}}},
+        op_type="index",
+    )
+    _record_checkpoint(client, migration, checkpoint)
+    logger.info("Copied %d documents written to %s during the migration", copied, migration.source_index)
+    return copied
+
+
 def knn_copy_name(index: str) -> str:
     """Return the name of the k-NN copy of `index`."""
     return f"{index}-knn"
@@ -143,21 +199,27 @@ def copy_documents(
     source: str,
     new_index: str,
     *,
+    query: dict[str, Any] | None = None,
+    op_type: str = "create",
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Copy the documents of `source` that `new_index` lacks; return how many were created.
+    """Copy documents of `source` into `new_index`; return how many were written.
 
     Runs `_reindex` as a task and polls it, so large copies do not hit the HTTP
-    timeout. Documents already in `new_index` are left as they are.
+    timeout. With `op_type="create"` documents already in `new_index` are left
+    as they are; with `"index"` they are replaced.
 
     Raises:
         MappingError: The task reported failed documents.
     """
+    source_body: dict[str, Any] = {"index": source}
+    if query is not None:
+        source_body["query"] = query
     response = client.reindex(
         body={
             "conflicts": "proceed",
-            "source": {"index": source},
-            "dest": {"index": new_index, "op_type": "create"},
+            "source": source_body,
+            "dest": {"index": new_index, "op_type": op_type},
         },
         wait_for_completion=False,
         refresh=True,
@@ -183,7 +245,7 @@ def copy_documents(
             f"copying {source!r} into {new_index!r} failed for {len(failures)} documents: "
             f"{reasons}"
         )
-    return int(result.get("created", 0))
+    return int(result.get("created", 0)) + int(result.get("updated", 0))
 
 
 def prepare_migration(
@@ -201,8 +263,15 @@ def prepare_migration(
         client, source, vector_field=vector_field, meta_field=meta_field, dimension=dimension
     )
     new_index = _ensure_new_index(client, source, body)
+    resumed_from = _recorded_checkpoint(client, new_index)
+    checkpoint = _max_seq_no(client, source)
     copied = copy_documents(client, source, new_index, progress=progress)
-    return Migration(alias=target.name, source_index=source, new_index=new_index, copied=copied)
+    migration = Migration(alias=target.name, source_index=source, new_index=new_index, copied=copied)
+    if resumed_from is None:
+        _record_checkpoint(client, migration, checkpoint)
+    # A resumed copy keeps its earlier checkpoint, so catch_up also brings over
+    # the documents changed in the old index while no run was going.
+    return migration
 
 
 # Alias properties that `GET _alias` returns and an `add` action accepts.
