@@ -348,11 +348,11 @@ def test_lost_scroll_stops_with_advice(
 
         cleared = False
 
-        def encode(self, texts: Any) -> Any:
+        def encode_counting_long(self, texts: Any) -> Any:
             if not self.cleared:
                 self.cleared = True
                 client.clear_scroll(scroll_id="_all")
-            return super().encode(texts)
+            return super().encode_counting_long(texts)
 
     settings = make_settings(scan_batch_size=1)
     with pytest.raises(OsMltError, match="scroll over .* expired"):
