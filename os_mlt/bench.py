@@ -13,7 +13,7 @@ import resource
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,15 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _load_bench_index(client: OpenSearch, records: list[dict[str, Any]], alias: str) -> None:
+def _load_bench_index(
+    client: OpenSearch, records: list[dict[str, Any]], alias: str
+) -> None:
     load_corpus(client, records, alias=alias, text_fields=TEXT_FIELDS, knn=True)
 
 
-def bench_backfill(target: BenchTarget, *, keep_index: bool = False) -> dict[str, float]:
+def bench_backfill(
+    target: BenchTarget, *, keep_index: bool = False
+) -> dict[str, float]:
     """Measure encode and backfill throughput on the same texts; print and return the figures."""
     records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
     texts = [document_text(record, TEXT_FIELDS) for record in records]
@@ -65,7 +69,9 @@ def bench_backfill(target: BenchTarget, *, keep_index: bool = False) -> dict[str
     encoder.encode(texts)
     encode_s = time.perf_counter() - started
     encode_rate = len(texts) / encode_s
-    console.print(f"model.encode: {len(texts)} texts in {encode_s:.1f} s = {encode_rate:.1f} texts/s")
+    console.print(
+        f"model.encode: {len(texts)} texts in {encode_s:.1f} s = {encode_rate:.1f} texts/s"
+    )
 
     alias = f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
     settings = Settings(hosts=target.hosts, index=alias)
@@ -78,7 +84,9 @@ def bench_backfill(target: BenchTarget, *, keep_index: bool = False) -> dict[str
             f"backfill: {report.embedded} documents in {report.seconds:.1f} s = {backfill_rate:.1f} docs/s"
         )
 
-        changed = random.Random(target.seed).sample(range(len(records)), max(1, int(len(records) * CHANGED_FRACTION)))
+        changed = random.Random(target.seed).sample(
+            range(len(records)), max(1, int(len(records) * CHANGED_FRACTION))
+        )
         for position in changed:
             record = records[position]
             client.update(
@@ -109,7 +117,9 @@ def bench_backfill(target: BenchTarget, *, keep_index: bool = False) -> dict[str
     }
 
 
-def _median_ms(systems: dict[str, Callable[[str], Callable[[], object]]], doc_ids: list[str]) -> dict[str, float]:
+def _median_ms(
+    systems: Mapping[str, Callable[[str], Callable[[], object]]], doc_ids: list[str]
+) -> dict[str, float]:
     """Return each system's median wall time in milliseconds over `doc_ids`.
 
     The systems run one after another for each id, in an order that rotates
@@ -144,13 +154,19 @@ def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
         source = {"excludes": [settings.vector_field, settings.meta_field]}
 
         def vector_of(doc_id: str) -> list[float]:
-            hit = client.search(index=alias, body=build_lookup(doc_id, [settings.vector_field]))
+            hit = client.search(
+                index=alias, body=build_lookup(doc_id, [settings.vector_field])
+            )
             return list(hit["hits"]["hits"][0]["_source"][settings.vector_field])
 
         def knn_only(doc_id: str) -> Callable[[], object]:
             def run() -> object:
                 body = build_knn_search(
-                    settings.vector_field, vector_of(doc_id), k=100, exclude_ids=[doc_id], source=source
+                    settings.vector_field,
+                    vector_of(doc_id),
+                    k=100,
+                    exclude_ids=[doc_id],
+                    source=source,
                 )
                 return client.search(index=alias, body=body)
 
@@ -158,12 +174,18 @@ def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
 
         def bm25_only(doc_id: str) -> Callable[[], object]:
             body = build_mlt_search(
-                TEXT_FIELDS, [{"_index": alias, "_id": doc_id}], size=100, exclude_ids=[doc_id], source=source
+                TEXT_FIELDS,
+                [{"_index": alias, "_id": doc_id}],
+                size=100,
+                exclude_ids=[doc_id],
+                source=source,
             )
             return lambda: client.search(index=alias, body=body)
 
         def hybrid(doc_id: str) -> Callable[[], object]:
-            return lambda: hybrid_similar(doc_id, k=10, settings=settings, client=client)
+            return lambda: hybrid_similar(
+                doc_id, k=10, settings=settings, client=client
+            )
 
         systems = {"knn": knn_only, "bm25": bm25_only, "hybrid": hybrid}
         _median_ms(systems, picked[:20])  # warm up the JVM, caches and the HNSW graph
@@ -177,5 +199,12 @@ def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
     console.print(f"  k-NN only (lookup + knn, k=100): {knn_ms:.1f} ms")
     console.print(f"  BM25 more_like_this only (size=100): {bm25_ms:.1f} ms")
     console.print(f"  hybrid_similar (lookup + one _msearch + RRF): {hybrid_ms:.1f} ms")
-    console.print(f"hybrid/slower-component p50 latency ratio: {hybrid_ms / slower:.3f}")
-    return {"knn_ms": knn_ms, "bm25_ms": bm25_ms, "hybrid_ms": hybrid_ms, "ratio": hybrid_ms / slower}
+    console.print(
+        f"hybrid/slower-component p50 latency ratio: {hybrid_ms / slower:.3f}"
+    )
+    return {
+        "knn_ms": knn_ms,
+        "bm25_ms": bm25_ms,
+        "hybrid_ms": hybrid_ms,
+        "ratio": hybrid_ms / slower,
+    }

@@ -14,7 +14,14 @@ from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .errors import ConfigurationError, OsMltError
@@ -40,15 +47,27 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hosts", help="cluster URLs, comma-separated (env OS_MLT_HOSTS)")
+    parser.add_argument(
+        "--hosts", help="cluster URLs, comma-separated (env OS_MLT_HOSTS)"
+    )
     parser.add_argument("--index", help="index or alias (env OS_MLT_INDEX)")
     parser.add_argument(
-        "--text-fields", dest="text_fields", help="fields to embed, comma-separated (env OS_MLT_TEXT_FIELDS)"
+        "--text-fields",
+        dest="text_fields",
+        help="fields to embed, comma-separated (env OS_MLT_TEXT_FIELDS)",
     )
-    parser.add_argument("--vector-field", dest="vector_field", help="knn_vector field (env OS_MLT_VECTOR_FIELD)")
-    parser.add_argument("--model", help="sentence-transformers model name or folder (env OS_MLT_MODEL)")
     parser.add_argument(
-        "--insecure", action="store_true", help="do not verify the cluster's TLS certificate"
+        "--vector-field",
+        dest="vector_field",
+        help="knn_vector field (env OS_MLT_VECTOR_FIELD)",
+    )
+    parser.add_argument(
+        "--model", help="sentence-transformers model name or folder (env OS_MLT_MODEL)"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the cluster's TLS certificate",
     )
 
 
@@ -78,14 +97,18 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
         def on_progress(event: BackfillProgress) -> None:
             label = "Copying to k-NN index" if event.stage == "copy" else "Embedding"
             if event.stage not in tasks:
-                tasks[event.stage] = bar.add_task(label, total=event.total or None, rate="")
+                tasks[event.stage] = bar.add_task(
+                    label, total=event.total or None, rate=""
+                )
             task = tasks[event.stage]
             bar.update(task, completed=event.done, total=event.total or None)
             elapsed = bar.tasks[task].elapsed or 0.0
             if elapsed > 0:
                 bar.update(task, rate=f"{event.done / elapsed:.0f} docs/s")
 
-        report = backfill(settings, migrate=migrate, dry_run=dry_run, progress=on_progress)
+        report = backfill(
+            settings, migrate=migrate, dry_run=dry_run, progress=on_progress
+        )
 
     console.print(report.summary())
     if report.migration is not None:
@@ -98,11 +121,17 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
     for issue in report.skipped_items:
         console.print(f"  skipped {issue.id} ({issue.index}): {issue.reason}")
     if report.skipped > len(report.skipped_items):
-        console.print(f"  ... and {report.skipped - len(report.skipped_items)} more skipped")
+        console.print(
+            f"  ... and {report.skipped - len(report.skipped_items)} more skipped"
+        )
     for issue in report.failed_items:
-        errors.print(f"  failed {issue.id} ({issue.index}) status {issue.status}: {issue.reason}")
+        errors.print(
+            f"  failed {issue.id} ({issue.index}) status {issue.status}: {issue.reason}"
+        )
     if report.failed > len(report.failed_items):
-        errors.print(f"  ... and {report.failed - len(report.failed_items)} more failed")
+        errors.print(
+            f"  ... and {report.failed - len(report.failed_items)} more failed"
+        )
     return 0 if report.ok else 1
 
 
@@ -121,7 +150,9 @@ def print_similar(result: Any, fields: Sequence[str]) -> None:
     # The rank and score columns take about 70 characters; the fields share the rest.
     field_width = max(12, (console.width - 70) // max(1, len(fields)))
     for field in fields:
-        table.add_column(field, overflow="ellipsis", no_wrap=True, max_width=field_width)
+        table.add_column(
+            field, overflow="ellipsis", no_wrap=True, max_width=field_width
+        )
     for position, hit in enumerate(result.hits, start=1):
         knn = f"{hit.knn_rank} ({hit.knn_score:.3f})" if hit.knn_rank else "-"
         bm25 = f"{hit.bm25_rank} ({hit.bm25_score:.1f})" if hit.bm25_rank else "-"
@@ -214,7 +245,9 @@ def _cmd_node(args: argparse.Namespace) -> int:
     settings = _node_settings(args)
     if args.action == "start":
         status = node.start(settings, log=lambda line: errors.print(line))
-        console.print(f"OpenSearch {status.version} is {status.health} at {status.url} (pid {status.pid})")
+        console.print(
+            f"OpenSearch {status.version} is {status.health} at {status.url} (pid {status.pid})"
+        )
     elif args.action == "stop":
         stopped = node.stop(settings)
         console.print("Stopped the node" if stopped else "No node was running")
@@ -250,8 +283,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if not hosts:
         from . import node
 
-        hosts = [node.start(node.NodeSettings(http_port=args.port), log=errors.print).url]
-    target = bench.BenchTarget(hosts=hosts, corpus=Path(args.corpus), limit=args.limit or None)
+        hosts = [
+            node.start(node.NodeSettings(http_port=args.port), log=errors.print).url
+        ]
+    target = bench.BenchTarget(
+        hosts=hosts, corpus=Path(args.corpus), limit=args.limit or None
+    )
     if args.kind == "backfill":
         bench.bench_backfill(target)
     else:
@@ -292,13 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    node = commands.add_parser("node", help="manage a local OpenSearch node with the k-NN plugin")
+    node = commands.add_parser(
+        "node", help="manage a local OpenSearch node with the k-NN plugin"
+    )
     node.add_argument("action", choices=["start", "stop", "status"])
-    node.add_argument("--port", type=int, help="HTTP port (env OS_MLT_NODE_HTTP_PORT; default 9200)")
+    node.add_argument(
+        "--port", type=int, help="HTTP port (env OS_MLT_NODE_HTTP_PORT; default 9200)"
+    )
     node.add_argument("--version", help="OpenSearch version (env OS_MLT_NODE_VERSION)")
     node.set_defaults(handler=_cmd_node)
 
-    backfill = commands.add_parser("backfill", help="embed documents and store their vectors")
+    backfill = commands.add_parser(
+        "backfill", help="embed documents and store their vectors"
+    )
     _add_connection_options(backfill)
     backfill.add_argument(
         "--migrate",
@@ -306,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="if the alias's index lacks index.knn, copy it into a k-NN index and move the alias",
     )
     backfill.add_argument(
-        "--dry-run", action="store_true", help="report what a run would embed; change nothing"
+        "--dry-run",
+        action="store_true",
+        help="report what a run would embed; change nothing",
     )
     backfill.set_defaults(handler=_cmd_backfill)
 
@@ -322,57 +367,117 @@ def build_parser() -> argparse.ArgumentParser:
     )
     similar.add_argument("--fields", help="_source fields to show, comma-separated")
     similar.add_argument(
-        "--num-candidates", type=int, default=100, help="hits per component before fusion (default 100)"
+        "--num-candidates",
+        type=int,
+        default=100,
+        help="hits per component before fusion (default 100)",
     )
-    similar.add_argument("--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools")
+    similar.add_argument(
+        "--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools"
+    )
     similar.add_argument("--json", action="store_true", help="print hits as JSON")
     similar.set_defaults(handler=_cmd_similar)
 
-    load = commands.add_parser("load", help="load a JSON-lines corpus into a new index without vectors")
+    load = commands.add_parser(
+        "load", help="load a JSON-lines corpus into a new index without vectors"
+    )
     _add_connection_options(load)
     load.add_argument("file", help=".jsonl or .jsonl.gz file, one JSON object per line")
-    load.add_argument("--limit", type=int, default=0, help="random sample of this many records; 0 loads all")
+    load.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="random sample of this many records; 0 loads all",
+    )
     load.add_argument("--seed", type=int, default=13, help="seed of the random sample")
     load.add_argument("--include", help="ids always loaded, comma-separated")
-    load.add_argument("--id-field", default="id", help="field that holds the document _id (default id)")
+    load.add_argument(
+        "--id-field",
+        default="id",
+        help="field that holds the document _id (default id)",
+    )
     load.set_defaults(handler=_cmd_load)
 
-    demo = commands.add_parser("demo", help="start a local node, load a corpus, backfill, show results")
+    demo = commands.add_parser(
+        "demo", help="start a local node, load a corpus, backfill, show results"
+    )
     demo.add_argument(
         "--corpus",
         default=str(Path("..") / "shared" / "corpora" / "debian-packages.jsonl.gz"),
         help="JSON-lines corpus with id, title and body fields",
     )
-    demo.add_argument("--limit", type=int, default=5000, help="documents to sample; 0 loads the whole corpus")
+    demo.add_argument(
+        "--limit",
+        type=int,
+        default=5000,
+        help="documents to sample; 0 loads the whole corpus",
+    )
     demo.add_argument(
         "--show",
         default="python3-scipy,samtools,vlc",
         help="ids whose similar documents are printed, comma-separated",
     )
-    demo.add_argument("--port", type=int, default=9200, help="HTTP port of the local node")
-    demo.add_argument("--index-name", default=None, help="alias to load into (default: corpus file name)")
+    demo.add_argument(
+        "--port", type=int, default=9200, help="HTTP port of the local node"
+    )
+    demo.add_argument(
+        "--index-name",
+        default=None,
+        help="alias to load into (default: corpus file name)",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     templates = commands.add_parser(
-        "templates", help="install index templates that give new indices the vector field"
+        "templates",
+        help="install index templates that give new indices the vector field",
     )
     templates.add_argument("action", choices=["install"])
     _add_connection_options(templates)
     templates.add_argument(
-        "--pattern", action="append", metavar="PATTERN", help="index pattern such as 'docs-*'; repeatable"
+        "--pattern",
+        action="append",
+        metavar="PATTERN",
+        help="index pattern such as 'docs-*'; repeatable",
     )
-    templates.add_argument("--name", default="os-mlt", help="index template name (default os-mlt)")
-    templates.add_argument("--priority", type=int, default=200, help="index template priority (default 200)")
-    templates.add_argument("--dimension", type=int, help="vector dimension; default: the model's")
+    templates.add_argument(
+        "--name", default="os-mlt", help="index template name (default os-mlt)"
+    )
+    templates.add_argument(
+        "--priority",
+        type=int,
+        default=200,
+        help="index template priority (default 200)",
+    )
+    templates.add_argument(
+        "--dimension", type=int, help="vector dimension; default: the model's"
+    )
     templates.set_defaults(handler=_cmd_templates)
 
-    bench = commands.add_parser("bench", help="measure throughput or latency against a baseline")
+    bench = commands.add_parser(
+        "bench", help="measure throughput or latency against a baseline"
+    )
     bench.add_argument("kind", choices=["backfill", "query"])
-    bench.add_argument("--corpus", default=demo.get_default("corpus"), help="JSON-lines corpus with id, title, body")
-    bench.add_argument("--limit", type=int, default=5000, help="documents to sample; 0 uses the whole corpus")
-    bench.add_argument("--queries", type=int, default=200, help="queries timed per system (bench query)")
+    bench.add_argument(
+        "--corpus",
+        default=demo.get_default("corpus"),
+        help="JSON-lines corpus with id, title, body",
+    )
+    bench.add_argument(
+        "--limit",
+        type=int,
+        default=5000,
+        help="documents to sample; 0 uses the whole corpus",
+    )
+    bench.add_argument(
+        "--queries",
+        type=int,
+        default=200,
+        help="queries timed per system (bench query)",
+    )
     bench.add_argument("--hosts", help="cluster URLs; default: a local node on --port")
-    bench.add_argument("--port", type=int, default=9200, help="HTTP port of the local node")
+    bench.add_argument(
+        "--port", type=int, default=9200, help="HTTP port of the local node"
+    )
     bench.set_defaults(handler=_cmd_bench)
     return parser
 
@@ -390,7 +495,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         for item in error.errors():
             location = ".".join(str(part) for part in item["loc"]) or "settings"
-            errors.print(f"error: invalid {location}: {item['msg']}", markup=False, highlight=False)
+            errors.print(
+                f"error: invalid {location}: {item['msg']}",
+                markup=False,
+                highlight=False,
+            )
         return 2
     except ConfigurationError as error:
         errors.print(f"error: {error}", markup=False, highlight=False)
@@ -407,7 +516,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     except TransportError as error:
-        errors.print(f"error: the cluster returned {error.status_code}: {error.error} {error.info}"[:2000], markup=False, highlight=False)
+        errors.print(
+            f"error: the cluster returned {error.status_code}: {error.error} {error.info}"[
+                :2000
+            ],
+            markup=False,
+            highlight=False,
+        )
         return 1
     except KeyboardInterrupt:
         errors.print("interrupted")

@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 
 def _open_text(path: Path) -> TextIO:
     if not path.is_file():
-        raise ConfigurationError(f"corpus file {str(path)!r} not found; give a .jsonl or .jsonl.gz path")
+        raise ConfigurationError(
+            f"corpus file {str(path)!r} not found; give a .jsonl or .jsonl.gz path"
+        )
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
     return path.open(encoding="utf-8")
@@ -89,7 +91,9 @@ def sample_jsonl(
     return included + reservoir
 
 
-def corpus_index_body(text_fields: Sequence[str], *, knn: bool = False) -> dict[str, Any]:
+def corpus_index_body(
+    text_fields: Sequence[str], *, knn: bool = False
+) -> dict[str, Any]:
     """Return settings and mappings for a corpus index without vectors.
 
     The text fields are analyzed `text`; every other string maps to `keyword`,
@@ -150,7 +154,11 @@ def load_corpus(
         count = int(client.count(index=alias)["count"])
         holder = next(iter(client.indices.get_alias(name=alias)))
         if count >= len(records):
-            logger.info("Alias %s already contains %d documents; not loading again", alias, count)
+            logger.info(
+                "Alias %s already contains %d documents; not loading again",
+                alias,
+                count,
+            )
             return str(holder)
         raise ConfigurationError(
             f"alias {alias!r} exists with {count} documents, fewer than the {len(records)} "
@@ -168,7 +176,9 @@ def load_corpus(
     def actions() -> Iterator[dict[str, Any]]:
         for record in records:
             if id_field not in record:
-                raise ConfigurationError(f"a record has no {id_field!r} field: {str(record)[:200]}")
+                raise ConfigurationError(
+                    f"a record has no {id_field!r} field: {str(record)[:200]}"
+                )
             yield {"_index": index, "_id": str(record[id_field]), "_source": record}
 
     done = 0
@@ -176,7 +186,9 @@ def load_corpus(
         client, actions(), chunk_size=1000, raise_on_error=False, max_retries=3
     ):
         if not ok:
-            raise OsMltError(f"indexing a document into {index!r} failed: {str(item)[:300]}")
+            raise OsMltError(
+                f"indexing a document into {index!r} failed: {str(item)[:300]}"
+            )
         done += 1
         if progress is not None and done % 1000 == 0:
             progress(done, len(records))

@@ -41,7 +41,9 @@ def run_demo(
     from .cli import print_similar, run_backfill
     from .query import hybrid_similar
 
-    status = node.start(node.NodeSettings(http_port=port), log=lambda line: console.print(line))
+    status = node.start(
+        node.NodeSettings(http_port=port), log=lambda line: console.print(line)
+    )
     console.print(f"OpenSearch {status.version} with k-NN at {status.url}")
 
     alias = alias or default_alias(corpus, limit)
@@ -49,13 +51,17 @@ def run_demo(
     client = make_client(settings)
 
     records = sample_jsonl(corpus, limit=limit, include_ids=show)
-    console.print(f"Loading {len(records)} documents of {corpus.name} into {alias} (no vectors yet)")
+    console.print(
+        f"Loading {len(records)} documents of {corpus.name} into {alias} (no vectors yet)"
+    )
     load_corpus(client, records, alias=alias, text_fields=DEMO_TEXT_FIELDS)
 
     status_code = run_backfill(settings, migrate=True)
 
     sample = records[0] if records else {}
-    fields = [name for name in DEMO_SHOWN_FIELDS if name in sample] or DEMO_TEXT_FIELDS[:1]
+    fields = [name for name in DEMO_SHOWN_FIELDS if name in sample] or DEMO_TEXT_FIELDS[
+        :1
+    ]
     for doc_id in show:
         try:
             result = hybrid_similar(
@@ -67,7 +73,10 @@ def run_demo(
             continue
         example = client.get(index=alias, id=doc_id, _source_includes=fields)["_source"]
         console.print()
-        console.print(f"[bold]{doc_id}[/bold]", *(f"| {name}: {_text(example.get(name))}" for name in fields))
+        console.print(
+            f"[bold]{doc_id}[/bold]",
+            *(f"| {name}: {_text(example.get(name))}" for name in fields),
+        )
         print_similar(result, fields)
     example_filter = " --filter section=python" if "section" in fields else ""
     console.print(

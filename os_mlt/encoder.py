@@ -58,7 +58,9 @@ def _text_parts(value: Any) -> list[str]:
         stripped = value.strip()
         return [stripped] if stripped else []
     if isinstance(value, list):
-        return [item.strip() for item in value if isinstance(item, str) and item.strip()]
+        return [
+            item.strip() for item in value if isinstance(item, str) and item.strip()
+        ]
     return []
 
 
@@ -95,7 +97,11 @@ class Encoder:
     """
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, *, device: str | None = None, batch_size: int = 32
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
     ) -> None:
         self.model_name = model
         self.device = device
@@ -125,7 +131,9 @@ class Encoder:
         target = str(path) if path is not None else self.model_name
         logger.info("Loading model %s from %s", self.model_name, target)
         try:
-            return SentenceTransformer(target, device=self.device, local_files_only=True)
+            return SentenceTransformer(
+                target, device=self.device, local_files_only=True
+            )
         except OSError as error:
             raise ConfigurationError(
                 f"model {self.model_name!r} is neither a local folder nor in the local "
@@ -138,16 +146,26 @@ class Encoder:
         """Length of the embeddings the model produces."""
         model = self.model
         # sentence-transformers 6 renamed the method; older releases have only the old name.
-        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
         dimension = getter()
         if dimension is None:
-            raise ConfigurationError(f"model {self.model_name!r} does not report its dimension")
+            raise ConfigurationError(
+                f"model {self.model_name!r} does not report its dimension"
+            )
         return int(dimension)
 
     @property
     def max_seq_length(self) -> int:
         """Maximum number of tokens the model reads from one text."""
-        return int(self.model.max_seq_length)
+        length = self.model.max_seq_length
+        if length is None:
+            raise ConfigurationError(
+                f"model {self.model_name!r} does not report its maximum sequence length"
+            )
+        return int(length)
 
     @property
     def identity(self) -> str:
@@ -189,7 +207,9 @@ class Encoder:
         vectors, _ = self.encode_counting_long(texts)
         return vectors
 
-    def encode_counting_long(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], int]:
+    def encode_counting_long(
+        self, texts: Sequence[str]
+    ) -> tuple[NDArray[np.float32], int]:
         """Encode texts; also return how many were longer than the model reads at once.
 
         A text longer than `max_seq_length` tokens is split into consecutive
@@ -235,7 +255,9 @@ class Encoder:
             return encoded, 0
 
         vectors = np.zeros((len(texts), encoded.shape[1]), dtype=np.float32)
-        np.add.at(vectors, owners, encoded * np.asarray(weights, dtype=np.float32)[:, None])
+        np.add.at(
+            vectors, owners, encoded * np.asarray(weights, dtype=np.float32)[:, None]
+        )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         # A zero norm stays zero here; the backfill skips such vectors.
         np.divide(vectors, norms, out=vectors, where=norms > 0)

@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     @classmethod
     def _check_hosts(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("hosts is empty; give at least one URL such as http://127.0.0.1:9200")
+            raise ValueError(
+                "hosts is empty; give at least one URL such as http://127.0.0.1:9200"
+            )
         for host in value:
             if not re.match(r"^https?://[^/\s]+", host):
                 raise ValueError(
@@ -110,10 +112,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_text_fields(cls, value: list[str]) -> list[str]:
         if not value:
-            raise ValueError("text_fields is empty; name at least one text field, e.g. title,body")
+            raise ValueError(
+                "text_fields is empty; name at least one text field, e.g. title,body"
+            )
         for name in value:
             if not _FIELD_NAME.match(name):
-                raise ValueError(f"text field name {name!r} is not a valid OpenSearch field name")
+                raise ValueError(
+                    f"text field name {name!r} is not a valid OpenSearch field name"
+                )
         if len(set(value)) != len(value):
             raise ValueError(f"text_fields lists a field twice: {value}")
         return value
@@ -122,7 +128,9 @@ class Settings(BaseSettings):
     @classmethod
     def _check_vector_field(cls, value: str) -> str:
         if not _FIELD_NAME.match(value):
-            raise ValueError(f"vector field name {value!r} is not a valid OpenSearch field name")
+            raise ValueError(
+                f"vector field name {value!r} is not a valid OpenSearch field name"
+            )
         return value
 
     @model_validator(mode="after")
@@ -133,7 +141,9 @@ class Settings(BaseSettings):
                 "choose another vector field name"
             )
         if (self.username is None) != (self.password is None):
-            raise ValueError("set both username and password for basic authentication, or neither")
+            raise ValueError(
+                "set both username and password for basic authentication, or neither"
+            )
         return self
 
     @property

@@ -11,7 +11,9 @@ from .errors import ConfigurationError
 from .indexer.mapping import _properties_for, meta_field_mapping, vector_field_mapping
 
 
-def component_template(*, vector_field: str, meta_field: str, dimension: int) -> dict[str, Any]:
+def component_template(
+    *, vector_field: str, meta_field: str, dimension: int
+) -> dict[str, Any]:
     """Return a component template with `index.knn` and the vector and meta fields.
 
     Derived source is off for the reason given in `indexer/migrate.py`.
@@ -32,11 +34,17 @@ def component_template(*, vector_field: str, meta_field: str, dimension: int) ->
 
 
 def index_template(
-    *, patterns: Sequence[str], component: str, text_fields: Sequence[str], priority: int = 200
+    *,
+    patterns: Sequence[str],
+    component: str,
+    text_fields: Sequence[str],
+    priority: int = 200,
 ) -> dict[str, Any]:
     """Return a composable index template that applies `component` to `patterns`."""
     if not patterns:
-        raise ConfigurationError("no index pattern given; pass --pattern, e.g. --pattern 'docs-*'")
+        raise ConfigurationError(
+            "no index pattern given; pass --pattern, e.g. --pattern 'docs-*'"
+        )
     return {
         "index_patterns": list(patterns),
         "composed_of": [component],
@@ -48,7 +56,9 @@ def index_template(
                 }
             }
         },
-        "_meta": {"description": "New indices matching these patterns get the os_mlt vector field"},
+        "_meta": {
+            "description": "New indices matching these patterns get the os_mlt vector field"
+        },
     }
 
 
@@ -74,7 +84,10 @@ def install_templates(
         vector_field=vector_field, meta_field=meta_field, dimension=dimension
     )
     template_body = index_template(
-        patterns=patterns, component=component, text_fields=text_fields, priority=priority
+        patterns=patterns,
+        component=component,
+        text_fields=text_fields,
+        priority=priority,
     )
     client.cluster.put_component_template(name=component, body=component_body)
     client.indices.put_index_template(name=name, body=template_body)

@@ -35,7 +35,9 @@ DOCKER_IMAGE = "opensearchproject/opensearch:3.5.0"
 def _clear_os_mlt_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the caller's OS_MLT_* variables out of the tests' settings."""
     for name in list(os.environ):
-        if name.startswith("OS_MLT_") and not name.startswith(("OS_MLT_TEST_", "OS_MLT_NODE_")):
+        if name.startswith("OS_MLT_") and not name.startswith(
+            ("OS_MLT_TEST_", "OS_MLT_NODE_")
+        ):
             monkeypatch.delenv(name)
 
 
@@ -50,7 +52,9 @@ def _docker_url() -> Iterator[str]:
 def _local_node_url() -> Iterator[str]:
     from os_mlt import node
 
-    settings = node.NodeSettings(http_port=int(os.environ.get("OS_MLT_TEST_PORT", "9250")))
+    settings = node.NodeSettings(
+        http_port=int(os.environ.get("OS_MLT_TEST_PORT", "9250"))
+    )
     was_running = node.status(settings).running
     status = node.start(settings)
     try:
@@ -87,7 +91,9 @@ def index_name(client: OpenSearch) -> Iterator[str]:
     """A unique index or alias name; every index starting with it is deleted afterwards."""
     name = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
     yield name
-    client.indices.delete(index=f"{name}*", ignore_unavailable=True, expand_wildcards="all")
+    client.indices.delete(
+        index=f"{name}*", ignore_unavailable=True, expand_wildcards="all"
+    )
 
 
 @pytest.fixture

@@ -18,8 +18,14 @@ from .conftest import create_index
 pytestmark = pytest.mark.integration
 
 DOCUMENTS: dict[str, dict[str, Any]] = {
-    "scipy": {"title": "scientific tools for Python", "body": "Numerical integration and optimization."},
-    "gimp": {"title": "GNU Image Manipulation Program", "body": "Paint and retouch photographs."},
+    "scipy": {
+        "title": "scientific tools for Python",
+        "body": "Numerical integration and optimization.",
+    },
+    "gimp": {
+        "title": "GNU Image Manipulation Program",
+        "body": "Paint and retouch photographs.",
+    },
     "title-only": {"title": "a command-line JSON processor"},
     "list-body": {"title": "bioinformatics", "body": ["sequence alignment", "", 42]},
     "empty": {"title": "", "body": "   "},
@@ -28,12 +34,17 @@ DOCUMENTS: dict[str, dict[str, Any]] = {
 EMBEDDABLE = {"scipy", "gimp", "title-only", "list-body"}
 
 
-def _vector(client: OpenSearch, index: str, doc_id: str, field: str = "embedding") -> Any:
+def _vector(
+    client: OpenSearch, index: str, doc_id: str, field: str = "embedding"
+) -> Any:
     return client.get(index=index, id=doc_id)["_source"].get(field)
 
 
 def test_backfill_writes_vectors_and_reports(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
 
@@ -44,11 +55,15 @@ def test_backfill_writes_vectors_and_reports(
     assert report.embedded == len(EMBEDDABLE)
     assert report.skipped == 2
     assert {issue.id for issue in report.skipped_items} == {"empty", "numbers"}
-    assert all("no text in title, body" in issue.reason for issue in report.skipped_items)
+    assert all(
+        "no text in title, body" in issue.reason for issue in report.skipped_items
+    )
     assert report.failed == 0
     assert report.ok
 
-    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"][
+        "properties"
+    ]
     assert mapping["embedding"]["type"] == "knn_vector"
     assert mapping["embedding"]["dimension"] == 384
 
@@ -63,7 +78,10 @@ def test_backfill_writes_vectors_and_reports(
 
 
 def test_backfill_keeps_user_fields(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
 
@@ -76,12 +94,16 @@ def test_backfill_keeps_user_fields(
 
 
 def test_second_run_embeds_nothing(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
     backfill(make_settings(), client=client, encoder=encoder)
     versions = {
-        doc_id: client.get(index=index_name, id=doc_id)["_version"] for doc_id in DOCUMENTS
+        doc_id: client.get(index=index_name, id=doc_id)["_version"]
+        for doc_id in DOCUMENTS
     }
 
     second = backfill(make_settings(), client=client, encoder=encoder)
@@ -94,24 +116,35 @@ def test_second_run_embeds_nothing(
 
 
 def test_changed_text_is_embedded_again(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
     backfill(make_settings(), client=client, encoder=encoder)
     client.update(
-        index=index_name, id="gimp", body={"doc": {"title": "raster graphics editor"}}, refresh=True
+        index=index_name,
+        id="gimp",
+        body={"doc": {"title": "raster graphics editor"}},
+        refresh=True,
     )
 
     report = backfill(make_settings(), client=client, encoder=encoder)
 
     assert report.embedded == 1
-    text = document_text({**DOCUMENTS["gimp"], "title": "raster graphics editor"}, ["title", "body"])
+    text = document_text(
+        {**DOCUMENTS["gimp"], "title": "raster graphics editor"}, ["title", "body"]
+    )
     stored = np.array(_vector(client, index_name, "gimp"), dtype=np.float32)
     assert np.allclose(stored, encoder.encode([text])[0], atol=1e-5)
 
 
 def test_routed_documents_are_updated(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     docs = {"a": {"title": "first"}, "b": {"title": "second"}}
     create_index(client, index_name, docs, routing={"a": "tenant-1", "b": "tenant-2"})
@@ -125,11 +158,19 @@ def test_routed_documents_are_updated(
 
 
 def test_failed_item_is_reported_with_reason(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     # "abc" is accepted while ignore_malformed is on; once it is off, every
     # update of that document fails to parse, a real per-item failure.
-    mappings = {"properties": {"title": {"type": "text"}, "n": {"type": "integer", "ignore_malformed": True}}}
+    mappings = {
+        "properties": {
+            "title": {"type": "text"},
+            "n": {"type": "integer", "ignore_malformed": True},
+        }
+    }
     create_index(
         client,
         index_name,
@@ -137,10 +178,13 @@ def test_failed_item_is_reported_with_reason(
         mappings=mappings,
     )
     client.indices.put_mapping(
-        index=index_name, body={"properties": {"n": {"type": "integer", "ignore_malformed": False}}}
+        index=index_name,
+        body={"properties": {"n": {"type": "integer", "ignore_malformed": False}}},
     )
 
-    report = backfill(make_settings(text_fields=["title"]), client=client, encoder=encoder)
+    report = backfill(
+        make_settings(text_fields=["title"]), client=client, encoder=encoder
+    )
 
     assert report.embedded == 1
     assert report.failed == 1
@@ -153,7 +197,10 @@ def test_failed_item_is_reported_with_reason(
 
 
 def test_concurrent_update_is_embedded_with_final_text(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
 
@@ -165,7 +212,11 @@ def test_concurrent_update_is_embedded_with_final_text(
         def bulk(self, *args: Any, **kwargs: Any) -> Any:
             if not self.changed:
                 self.changed = True
-                client.update(index=index_name, id="scipy", body={"doc": {"title": "changed meanwhile"}})
+                client.update(
+                    index=index_name,
+                    id="scipy",
+                    body={"doc": {"title": "changed meanwhile"}},
+                )
             return super().bulk(*args, **kwargs)
 
     racing = WritesBeforeFirstBulk(hosts=make_settings().hosts)
@@ -177,11 +228,16 @@ def test_concurrent_update_is_embedded_with_final_text(
     final = client.get(index=index_name, id="scipy")["_source"]
     assert final["title"] == "changed meanwhile"
     expected = encoder.encode([document_text(final, ["title", "body"])])[0]
-    assert np.allclose(np.array(final["embedding"], dtype=np.float32), expected, atol=1e-5)
+    assert np.allclose(
+        np.array(final["embedding"], dtype=np.float32), expected, atol=1e-5
+    )
 
 
 def test_concrete_index_without_knn_raises(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS, knn=False)
 
@@ -190,12 +246,17 @@ def test_concrete_index_without_knn_raises(
 
     assert index_name in str(raised.value)
     assert "alias" in str(raised.value)
-    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"][
+        "properties"
+    ]
     assert "embedding" not in mapping
 
 
 def test_alias_without_knn_needs_migrate(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     concrete = f"{index_name}-000001"
     create_index(client, concrete, DOCUMENTS, knn=False)
@@ -206,12 +267,19 @@ def test_alias_without_knn_needs_migrate(
 
 
 def test_migrate_copies_embeds_and_moves_alias(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     concrete = f"{index_name}-000001"
     create_index(client, concrete, DOCUMENTS, knn=False, routing={"gimp": "r1"})
-    client.indices.put_settings(index=concrete, body={"index": {"refresh_interval": "7s"}})
-    client.indices.put_alias(index=concrete, name=index_name, body={"is_write_index": True})
+    client.indices.put_settings(
+        index=concrete, body={"index": {"refresh_interval": "7s"}}
+    )
+    client.indices.put_alias(
+        index=concrete, name=index_name, body={"is_write_index": True}
+    )
 
     report = backfill(make_settings(), client=client, encoder=encoder, migrate=True)
 
@@ -224,9 +292,16 @@ def test_migrate_copies_embeds_and_moves_alias(
     assert aliases[new_index]["aliases"][index_name].get("is_write_index") is True
     # The old index is kept, untouched.
     assert client.count(index=concrete)["count"] == len(DOCUMENTS)
-    assert "embedding" not in client.indices.get_mapping(index=concrete)[concrete]["mappings"]["properties"]
+    assert (
+        "embedding"
+        not in client.indices.get_mapping(index=concrete)[concrete]["mappings"][
+            "properties"
+        ]
+    )
     # The copy keeps the user's settings and routing, and has k-NN on.
-    settings = client.indices.get_settings(index=new_index)[new_index]["settings"]["index"]
+    settings = client.indices.get_settings(index=new_index)[new_index]["settings"][
+        "index"
+    ]
     assert settings["knn"] == "true"
     assert settings["refresh_interval"] == "7s"
     assert client.get(index=new_index, id="gimp", routing="r1")["_source"]["embedding"]
@@ -237,13 +312,20 @@ def test_migrate_copies_embeds_and_moves_alias(
 
 
 def test_dimension_mismatch_raises_before_writing(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     mappings = {
         "properties": {
             "title": {"type": "text"},
-            "embedding": {"type": "knn_vector", "dimension": 8, "space_type": "cosinesimil",
-                          "method": {"name": "hnsw", "engine": "lucene"}},
+            "embedding": {
+                "type": "knn_vector",
+                "dimension": 8,
+                "space_type": "cosinesimil",
+                "method": {"name": "hnsw", "engine": "lucene"},
+            },
         }
     }
     create_index(client, index_name, {"a": {"title": "hello"}}, mappings=mappings)
@@ -257,38 +339,62 @@ def test_dimension_mismatch_raises_before_writing(
 
 
 def test_vector_field_of_other_type_raises(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
-    create_index(client, index_name, {"a": {"title": "hello"}},
-                 mappings={"properties": {"title": {"type": "text"}, "embedding": {"type": "keyword"}}})
+    create_index(
+        client,
+        index_name,
+        {"a": {"title": "hello"}},
+        mappings={
+            "properties": {"title": {"type": "text"}, "embedding": {"type": "keyword"}}
+        },
+    )
 
     with pytest.raises(MappingError, match="'keyword', not knn_vector"):
         backfill(make_settings(), client=client, encoder=encoder)
 
 
 def test_missing_index_raises(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     with pytest.raises(IndexNotFoundError, match=index_name):
         backfill(make_settings(), client=client, encoder=encoder)
 
 
 def test_read_only_index_stops_the_run(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
     backfill(make_settings(), client=client, encoder=encoder)  # mapping in place
-    client.update(index=index_name, id="gimp", body={"doc": {"title": "new title"}}, refresh=True)
-    client.indices.put_settings(index=index_name, body={"index.blocks.read_only_allow_delete": True})
+    client.update(
+        index=index_name, id="gimp", body={"doc": {"title": "new title"}}, refresh=True
+    )
+    client.indices.put_settings(
+        index=index_name, body={"index.blocks.read_only_allow_delete": True}
+    )
     try:
         with pytest.raises(IndexBlockedError, match="read_only_allow_delete"):
             backfill(make_settings(), client=client, encoder=encoder)
     finally:
-        client.indices.put_settings(index=index_name, body={"index.blocks.read_only_allow_delete": None})
+        client.indices.put_settings(
+            index=index_name, body={"index.blocks.read_only_allow_delete": None}
+        )
 
 
 def test_dry_run_changes_nothing(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     create_index(client, index_name, DOCUMENTS)
 
@@ -299,25 +405,38 @@ def test_dry_run_changes_nothing(
     assert report.embedded == 0
     assert report.skipped == 2
     assert "would embed 4" in report.summary()
-    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"][
+        "properties"
+    ]
     assert "embedding" not in mapping
-    assert all(client.get(index=index_name, id=doc_id)["_version"] == 1 for doc_id in DOCUMENTS)
+    assert all(
+        client.get(index=index_name, id=doc_id)["_version"] == 1 for doc_id in DOCUMENTS
+    )
 
     backfill(make_settings(), client=client, encoder=encoder)
-    client.update(index=index_name, id="gimp", body={"doc": {"title": "changed"}}, refresh=True)
-    after_change = backfill(make_settings(), client=client, encoder=encoder, dry_run=True)
+    client.update(
+        index=index_name, id="gimp", body={"doc": {"title": "changed"}}, refresh=True
+    )
+    after_change = backfill(
+        make_settings(), client=client, encoder=encoder, dry_run=True
+    )
     assert after_change.pending == 1
     assert after_change.unchanged == len(EMBEDDABLE) - 1
 
 
 def test_dry_run_of_migration_creates_no_index(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     concrete = f"{index_name}-000001"
     create_index(client, concrete, DOCUMENTS, knn=False)
     client.indices.put_alias(index=concrete, name=index_name)
 
-    report = backfill(make_settings(), client=client, encoder=encoder, migrate=True, dry_run=True)
+    report = backfill(
+        make_settings(), client=client, encoder=encoder, migrate=True, dry_run=True
+    )
 
     assert report.pending == len(EMBEDDABLE)
     assert not client.indices.exists(index=f"{concrete}-knn")
@@ -325,23 +444,46 @@ def test_dry_run_of_migration_creates_no_index(
 
 
 def test_special_character_ids(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
-    ids = ["with space", "slash/and?query=1", "hash#frag", "ünïcødé-名前", 'quote"s', "%2F"]
-    create_index(client, index_name, {doc_id: {"title": f"document {n}"} for n, doc_id in enumerate(ids)})
+    ids = [
+        "with space",
+        "slash/and?query=1",
+        "hash#frag",
+        "ünïcødé-名前",
+        'quote"s',
+        "%2F",
+    ]
+    create_index(
+        client,
+        index_name,
+        {doc_id: {"title": f"document {n}"} for n, doc_id in enumerate(ids)},
+    )
 
     report = backfill(make_settings(), client=client, encoder=encoder)
 
     assert report.failed == 0
     assert report.embedded == len(ids)
     for doc_id in ids:
-        assert len(client.get(index=index_name, id=doc_id)["_source"]["embedding"]) == 384
+        assert (
+            len(client.get(index=index_name, id=doc_id)["_source"]["embedding"]) == 384
+        )
 
 
 def test_lost_scroll_stops_with_advice(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
-    create_index(client, index_name, {f"d{n}": {"title": f"document number {n}"} for n in range(12)})
+    create_index(
+        client,
+        index_name,
+        {f"d{n}": {"title": f"document number {n}"} for n in range(12)},
+    )
 
     class ClearsScrollsOnce(Encoder):
         """The real model; before its first batch every open scroll is cleared, as when one expires."""
@@ -365,15 +507,22 @@ def test_lost_scroll_stops_with_advice(
 
 
 def test_data_stream_is_rejected(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     client.indices.put_index_template(
         name=index_name,
         body={"index_patterns": [f"{index_name}*"], "data_stream": {}, "priority": 500},
     )
     try:
-        client.index(index=index_name, body={"@timestamp": "2026-01-01T00:00:00Z", "title": "log line"},
-                     op_type="create", refresh=True)
+        client.index(
+            index=index_name,
+            body={"@timestamp": "2026-01-01T00:00:00Z", "title": "log line"},
+            op_type="create",
+            refresh=True,
+        )
         with pytest.raises(MappingError, match="data stream"):
             backfill(make_settings(), client=client, encoder=encoder)
     finally:
@@ -382,25 +531,40 @@ def test_data_stream_is_rejected(
 
 
 def test_long_texts_are_counted(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     long_body = "Sequence alignment and genome assembly tools. " * 120
-    create_index(client, index_name, {"long": {"title": "aligner", "body": long_body}, "short": {"title": "x"}})
+    create_index(
+        client,
+        index_name,
+        {"long": {"title": "aligner", "body": long_body}, "short": {"title": "x"}},
+    )
 
     report = backfill(make_settings(), client=client, encoder=encoder)
 
     assert report.embedded == 2
     assert report.long_texts == 1
     stored = np.array(_vector(client, index_name, "long"), dtype=np.float32)
-    expected = encoder.encode([document_text({"title": "aligner", "body": long_body}, ["title", "body"])])[0]
+    expected = encoder.encode(
+        [document_text({"title": "aligner", "body": long_body}, ["title", "body"])]
+    )[0]
     assert np.allclose(stored, expected, atol=1e-5)
 
 
 def test_migrate_catches_up_with_writes_to_old_index(
-    client: OpenSearch, encoder: Encoder, index_name: str, make_settings: Callable[..., Settings]
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
 ) -> None:
     concrete = f"{index_name}-000001"
-    mappings = {"_meta": {"owner": "search-team"}, "properties": {"title": {"type": "text"}, "body": {"type": "text"}}}
+    mappings = {
+        "_meta": {"owner": "search-team"},
+        "properties": {"title": {"type": "text"}, "body": {"type": "text"}},
+    }
     create_index(client, concrete, DOCUMENTS, knn=False, mappings=mappings)
     client.indices.put_alias(index=concrete, name=index_name)
 
@@ -412,21 +576,41 @@ def test_migrate_catches_up_with_writes_to_old_index(
         def encode_counting_long(self, texts: Any) -> Any:
             if not self.wrote:
                 self.wrote = True
-                client.update(index=concrete, id="gimp", body={"doc": {"title": "photo editor, renamed"}})
-                client.index(index=concrete, id="late", body={"title": "a document added during migration"})
+                client.update(
+                    index=concrete,
+                    id="gimp",
+                    body={"doc": {"title": "photo editor, renamed"}},
+                )
+                client.index(
+                    index=concrete,
+                    id="late",
+                    body={"title": "a document added during migration"},
+                )
                 client.indices.refresh(index=concrete)
             return super().encode_counting_long(texts)
 
-    report = backfill(make_settings(), client=client, encoder=ApplicationWritesDuringEmbedding(), migrate=True)
+    report = backfill(
+        make_settings(),
+        client=client,
+        encoder=ApplicationWritesDuringEmbedding(),
+        migrate=True,
+    )
 
     assert report.migration is not None
     new_index = report.migration.new_index
     assert report.failed == 0
-    for doc_id, title in (("gimp", "photo editor, renamed"), ("late", "a document added during migration")):
+    for doc_id, title in (
+        ("gimp", "photo editor, renamed"),
+        ("late", "a document added during migration"),
+    ):
         stored = client.get(index=index_name, id=doc_id)["_source"]
         assert stored["title"] == title
         text = document_text(stored, ["title", "body"])
-        assert np.allclose(np.array(stored["embedding"], dtype=np.float32), encoder.encode([text])[0], atol=1e-5)
+        assert np.allclose(
+            np.array(stored["embedding"], dtype=np.float32),
+            encoder.encode([text])[0],
+            atol=1e-5,
+        )
     meta = client.indices.get_mapping(index=new_index)[new_index]["mappings"]["_meta"]
     assert meta["owner"] == "search-team"
     assert meta["os_mlt"]["copied_from"] == concrete

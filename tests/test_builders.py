@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from os_mlt.query import DEFAULT_MLT_PARAMS, build_knn_search, build_lookup, build_mlt_search
+from os_mlt.query import (
+    DEFAULT_MLT_PARAMS,
+    build_knn_search,
+    build_lookup,
+    build_mlt_search,
+)
 
 
 def test_knn_search_puts_filters_inside_the_knn_query() -> None:

@@ -35,14 +35,22 @@ class DebianSample:
 
 
 @pytest.fixture(scope="module")
-def debian(client: OpenSearch, encoder: Encoder, opensearch_url: str) -> Iterator[DebianSample]:
+def debian(
+    client: OpenSearch, encoder: Encoder, opensearch_url: str
+) -> Iterator[DebianSample]:
     """All biology packages plus a seeded random sample, 3,000 in all, loaded and backfilled."""
     if not DEBIAN_CORPUS.is_file():
-        pytest.fail(f"corpus {DEBIAN_CORPUS.name} not found next to the repository, in shared/corpora")
+        pytest.fail(
+            f"corpus {DEBIAN_CORPUS.name} not found next to the repository, in shared/corpora"
+        )
     biology = sorted(
-        str(record["id"]) for record in read_jsonl(DEBIAN_CORPUS) if BIOLOGY in record.get("tags", [])
+        str(record["id"])
+        for record in read_jsonl(DEBIAN_CORPUS)
+        if BIOLOGY in record.get("tags", [])
     )
-    records = sample_jsonl(DEBIAN_CORPUS, limit=SAMPLE_SIZE - len(biology), seed=13, include_ids=biology)
+    records = sample_jsonl(
+        DEBIAN_CORPUS, limit=SAMPLE_SIZE - len(biology), seed=13, include_ids=biology
+    )
     alias = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
     load_corpus(client, records, alias=alias, text_fields=["title", "body"])
     settings = Settings(hosts=[opensearch_url], index=alias)
@@ -58,30 +66,46 @@ def test_debian_backfill_report(debian: DebianSample, client: OpenSearch) -> Non
     assert report.migration is not None
     assert report.embedded + report.skipped == SAMPLE_SIZE
     assert report.skipped < SAMPLE_SIZE * 0.01
-    assert list(client.indices.get_alias(name=debian.settings.index)) == [report.migration.new_index]
+    assert list(client.indices.get_alias(name=debian.settings.index)) == [
+        report.migration.new_index
+    ]
 
 
 def test_debian_biology_neighbours(debian: DebianSample, client: OpenSearch) -> None:
     shares = []
     for doc_id in debian.biology:
-        result = hybrid_similar(doc_id, k=10, settings=debian.settings, client=client, source_fields=["tags"])
+        result = hybrid_similar(
+            doc_id,
+            k=10,
+            settings=debian.settings,
+            client=client,
+            source_fields=["tags"],
+        )
         assert len(result.hits) == 10
         assert doc_id not in [hit.id for hit in result.hits]
-        shares.append(sum(BIOLOGY in hit.source.get("tags", []) for hit in result.hits) / 10)
+        shares.append(
+            sum(BIOLOGY in hit.source.get("tags", []) for hit in result.hits) / 10
+        )
     base_rate = len(debian.biology) / SAMPLE_SIZE
     mean_share = statistics.mean(shares)
-    print(f"biology share of top 10: {mean_share:.3f} (sample base rate {base_rate:.3f})")
+    print(
+        f"biology share of top 10: {mean_share:.3f} (sample base rate {base_rate:.3f})"
+    )
     assert mean_share >= MIN_BIOLOGY_SHARE
     assert mean_share > 5 * base_rate
 
 
-def test_debian_second_run_embeds_nothing(debian: DebianSample, client: OpenSearch, encoder: Encoder) -> None:
+def test_debian_second_run_embeds_nothing(
+    debian: DebianSample, client: OpenSearch, encoder: Encoder
+) -> None:
     again = backfill(debian.settings, client=client, encoder=encoder)
     assert again.embedded == 0
     assert again.unchanged == debian.report.embedded
 
 
-def test_debian_filters_on_real_fields(debian: DebianSample, client: OpenSearch) -> None:
+def test_debian_filters_on_real_fields(
+    debian: DebianSample, client: OpenSearch
+) -> None:
     result = hybrid_similar(
         "samtools",
         k=10,

@@ -17,7 +17,9 @@ from os_mlt.encoder import text_hash
         pytest.param({"title": "  A  ", "body": ""}, "A", id="strip-and-drop-empty"),
         pytest.param({"title": None, "body": "B"}, "B", id="null"),
         pytest.param({"body": "B"}, "B", id="missing"),
-        pytest.param({"title": ["x", 1, "", "y"], "body": "B"}, "x\n\ny\n\nB", id="list"),
+        pytest.param(
+            {"title": ["x", 1, "", "y"], "body": "B"}, "x\n\ny\n\nB", id="list"
+        ),
         pytest.param({"title": 3.5, "body": True}, "", id="non-strings"),
         pytest.param({"title": {"nested": "x"}}, "", id="object"),
     ],
@@ -32,11 +34,16 @@ def test_document_text_dotted_paths() -> None:
 
 
 def test_text_hash_is_stable() -> None:
-    assert text_hash("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert (
+        text_hash("abc")
+        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
 
 
 def test_packaged_model_encodes_unit_vectors(encoder: Encoder) -> None:
-    vectors = encoder.encode(["a library for numerical computing", "a photo editor", "numeric arrays"])
+    vectors = encoder.encode(
+        ["a library for numerical computing", "a photo editor", "numeric arrays"]
+    )
     assert vectors.shape == (3, 384)
     assert vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)

@@ -12,18 +12,26 @@ from os_mlt.query import build_filter_clauses
     ("text", "expected"),
     [
         pytest.param("section=python", Term("section", "python"), id="term"),
-        pytest.param("tags=field::biology", Term("tags", "field::biology"), id="term-with-colons"),
+        pytest.param(
+            "tags=field::biology", Term("tags", "field::biology"), id="term-with-colons"
+        ),
         pytest.param("tags=a,b , c", Terms("tags", ("a", "b", "c")), id="terms"),
         pytest.param(r"name=a\,b", Term("name", "a,b"), id="escaped-comma"),
         pytest.param("size>=100", Range("size", gte="100"), id="gte"),
         pytest.param("size>100", Range("size", gt="100"), id="gt"),
-        pytest.param("released<=2024-06-30", Range("released", lte="2024-06-30"), id="lte-date"),
-        pytest.param("released<now-1y", Range("released", lt="now-1y"), id="lt-date-math"),
+        pytest.param(
+            "released<=2024-06-30", Range("released", lte="2024-06-30"), id="lte-date"
+        ),
+        pytest.param(
+            "released<now-1y", Range("released", lt="now-1y"), id="lt-date-math"
+        ),
         pytest.param("depends=*", Exists("depends"), id="exists"),
         pytest.param("depends!=*", Not(Exists("depends")), id="missing"),
         pytest.param("section!=libs", Not(Term("section", "libs")), id="not-term"),
         pytest.param("not:size>=5", Not(Range("size", gte="5")), id="not-prefix"),
-        pytest.param("not:section!=libs", Term("section", "libs"), id="double-negation"),
+        pytest.param(
+            "not:section!=libs", Term("section", "libs"), id="double-negation"
+        ),
     ],
 )
 def test_parse_filter(text: str, expected: object) -> None:
@@ -63,8 +71,12 @@ def test_terms_needs_values() -> None:
 def test_filter_dsl() -> None:
     assert Term("section", "python").to_dsl() == {"term": {"section": "python"}}
     assert Terms("tags", ("a", "b")).to_dsl() == {"terms": {"tags": ["a", "b"]}}
-    assert Range("released", gte="2020-01-01", lt="now", format="yyyy-MM-dd").to_dsl() == {
-        "range": {"released": {"gte": "2020-01-01", "lt": "now", "format": "yyyy-MM-dd"}}
+    assert Range(
+        "released", gte="2020-01-01", lt="now", format="yyyy-MM-dd"
+    ).to_dsl() == {
+        "range": {
+            "released": {"gte": "2020-01-01", "lt": "now", "format": "yyyy-MM-dd"}
+        }
     }
     assert Exists("depends").to_dsl() == {"exists": {"field": "depends"}}
 
@@ -72,14 +84,23 @@ def test_filter_dsl() -> None:
 def test_build_filter_clauses_splits_negations() -> None:
     raw = {"prefix": {"title": "lib"}}
     positive, negative = build_filter_clauses(
-        [Term("section", "python"), "size>=10", Not(Exists("depends")), "tags!=x,y", raw]
+        [
+            Term("section", "python"),
+            "size>=10",
+            Not(Exists("depends")),
+            "tags!=x,y",
+            raw,
+        ]
     )
     assert positive == [
         {"term": {"section": "python"}},
         {"range": {"size": {"gte": "10"}}},
         {"prefix": {"title": "lib"}},
     ]
-    assert negative == [{"exists": {"field": "depends"}}, {"terms": {"tags": ["x", "y"]}}]
+    assert negative == [
+        {"exists": {"field": "depends"}},
+        {"terms": {"tags": ["x", "y"]}},
+    ]
 
 
 def test_build_filter_clauses_rejects_other_types() -> None:

@@ -10,7 +10,9 @@ from os_mlt import reciprocal_rank_fusion
 
 
 def test_rrf_scores_and_order() -> None:
-    fused = reciprocal_rank_fusion({"knn": ["a", "b", "c"], "bm25": ["c", "a", "d"]}, rank_constant=60)
+    fused = reciprocal_rank_fusion(
+        {"knn": ["a", "b", "c"], "bm25": ["c", "a", "d"]}, rank_constant=60
+    )
 
     scores = {item.id: item.score for item in fused}
     assert math.isclose(scores["a"], 1 / 61 + 1 / 62)
@@ -42,7 +44,9 @@ def test_rrf_single_hit_and_empty_lists() -> None:
 
 
 def test_rrf_rank_constant_changes_weight_of_top_ranks() -> None:
-    sharp = reciprocal_rank_fusion({"one": ["a", "b"], "two": ["b", "c"]}, rank_constant=1)
+    sharp = reciprocal_rank_fusion(
+        {"one": ["a", "b"], "two": ["b", "c"]}, rank_constant=1
+    )
     assert [item.id for item in sharp] == ["b", "a", "c"]
 
 

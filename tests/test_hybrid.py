@@ -32,36 +32,110 @@ from .conftest import create_index
 pytestmark = pytest.mark.integration
 
 DOCUMENTS: dict[str, dict[str, Any]] = {
-    "scipy": {"title": "scientific tools for Python", "body": "Numerical integration, optimization and linear algebra.",
-              "section": "python", "tags": ["field::mathematics", "devel::lang:python"], "size": 60000, "released": "2023-01-10"},
-    "numpy": {"title": "fast array computing for Python", "body": "N-dimensional arrays and numerical routines.",
-              "section": "python", "tags": ["field::mathematics", "devel::lang:python"], "size": 20000, "released": "2022-12-01"},
-    "sympy": {"title": "symbolic mathematics for Python", "body": "Computer algebra system in pure Python.",
-              "section": "python", "tags": ["field::mathematics"], "size": 45000, "released": "2023-03-01"},
-    "octave": {"title": "numerical computation language", "body": "MATLAB compatible numerical linear algebra and optimization.",
-               "section": "math", "tags": ["field::mathematics"], "size": 9000, "released": "2023-02-01"},
-    "r-base": {"title": "statistical computing environment", "body": "Statistics, numerical analysis and graphics.",
-               "section": "gnu-r", "tags": ["field::statistics"], "size": 150, "released": "2021-06-15"},
-    "gimp": {"title": "GNU Image Manipulation Program", "body": "Paint, retouch photographs and edit raster images.",
-             "section": "graphics", "tags": ["use::editing", "works-with::image"], "size": 20000, "released": "2023-05-05"},
-    "inkscape": {"title": "vector graphics editor", "body": "Draw and edit scalable vector graphics images.",
-                 "section": "graphics", "tags": ["use::editing", "works-with::image:vector"], "size": 80000, "released": "2023-04-01"},
-    "vlc": {"title": "multimedia player and streamer", "body": "Plays video and audio files and network streams.",
-            "section": "video", "tags": ["works-with::video"], "size": 300, "released": "2023-06-01"},
-    "mpv": {"title": "video player based on MPlayer", "body": "A command line video player.",
-            "section": "video", "tags": ["works-with::video"], "size": 4000, "released": "2022-11-20"},
-    "nginx": {"title": "small, powerful, scalable web server", "body": "HTTP server and reverse proxy.",
-              "section": "httpd", "tags": ["network::server"], "size": 1500, "released": "2023-07-01"},
-    "apache2": {"title": "Apache HTTP Server", "body": "A web server for serving HTTP content.",
-                "section": "httpd", "tags": ["network::server"], "size": 600, "released": "2023-01-30"},
-    "samtools": {"title": "processing sequence alignments in SAM and BAM formats", "body": "Utilities for DNA sequence alignment data.",
-                 "section": "science", "tags": ["field::biology"], "size": 1200, "released": "2023-02-20"},
+    "scipy": {
+        "title": "scientific tools for Python",
+        "body": "Numerical integration, optimization and linear algebra.",
+        "section": "python",
+        "tags": ["field::mathematics", "devel::lang:python"],
+        "size": 60000,
+        "released": "2023-01-10",
+    },
+    "numpy": {
+        "title": "fast array computing for Python",
+        "body": "N-dimensional arrays and numerical routines.",
+        "section": "python",
+        "tags": ["field::mathematics", "devel::lang:python"],
+        "size": 20000,
+        "released": "2022-12-01",
+    },
+    "sympy": {
+        "title": "symbolic mathematics for Python",
+        "body": "Computer algebra system in pure Python.",
+        "section": "python",
+        "tags": ["field::mathematics"],
+        "size": 45000,
+        "released": "2023-03-01",
+    },
+    "octave": {
+        "title": "numerical computation language",
+        "body": "MATLAB compatible numerical linear algebra and optimization.",
+        "section": "math",
+        "tags": ["field::mathematics"],
+        "size": 9000,
+        "released": "2023-02-01",
+    },
+    "r-base": {
+        "title": "statistical computing environment",
+        "body": "Statistics, numerical analysis and graphics.",
+        "section": "gnu-r",
+        "tags": ["field::statistics"],
+        "size": 150,
+        "released": "2021-06-15",
+    },
+    "gimp": {
+        "title": "GNU Image Manipulation Program",
+        "body": "Paint, retouch photographs and edit raster images.",
+        "section": "graphics",
+        "tags": ["use::editing", "works-with::image"],
+        "size": 20000,
+        "released": "2023-05-05",
+    },
+    "inkscape": {
+        "title": "vector graphics editor",
+        "body": "Draw and edit scalable vector graphics images.",
+        "section": "graphics",
+        "tags": ["use::editing", "works-with::image:vector"],
+        "size": 80000,
+        "released": "2023-04-01",
+    },
+    "vlc": {
+        "title": "multimedia player and streamer",
+        "body": "Plays video and audio files and network streams.",
+        "section": "video",
+        "tags": ["works-with::video"],
+        "size": 300,
+        "released": "2023-06-01",
+    },
+    "mpv": {
+        "title": "video player based on MPlayer",
+        "body": "A command line video player.",
+        "section": "video",
+        "tags": ["works-with::video"],
+        "size": 4000,
+        "released": "2022-11-20",
+    },
+    "nginx": {
+        "title": "small, powerful, scalable web server",
+        "body": "HTTP server and reverse proxy.",
+        "section": "httpd",
+        "tags": ["network::server"],
+        "size": 1500,
+        "released": "2023-07-01",
+    },
+    "apache2": {
+        "title": "Apache HTTP Server",
+        "body": "A web server for serving HTTP content.",
+        "section": "httpd",
+        "tags": ["network::server"],
+        "size": 600,
+        "released": "2023-01-30",
+    },
+    "samtools": {
+        "title": "processing sequence alignments in SAM and BAM formats",
+        "body": "Utilities for DNA sequence alignment data.",
+        "section": "science",
+        "tags": ["field::biology"],
+        "size": 1200,
+        "released": "2023-02-20",
+    },
 }
 ALL_OTHERS = len(DOCUMENTS) - 1
 
 
 @pytest.fixture(scope="module")
-def hybrid_index(client: OpenSearch, encoder: Encoder, opensearch_url: str) -> Iterator[Settings]:
+def hybrid_index(
+    client: OpenSearch, encoder: Encoder, opensearch_url: str
+) -> Iterator[Settings]:
     name = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
     create_index(client, name, DOCUMENTS)
     settings = Settings(hosts=[opensearch_url], index=name)
@@ -75,7 +149,9 @@ def _ids(result: Any) -> list[str]:
     return [hit.id for hit in result.hits]
 
 
-def test_excludes_the_document_and_returns_k(hybrid_index: Settings, client: OpenSearch) -> None:
+def test_excludes_the_document_and_returns_k(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
     result = hybrid_similar("scipy", k=5, settings=hybrid_index, client=client)
 
     assert len(result.hits) == 5
@@ -93,12 +169,16 @@ def test_neighbours_are_related(hybrid_index: Settings, client: OpenSearch) -> N
     assert _ids(result) == ["mpv"]
 
 
-def test_hits_carry_component_ranks_and_scores(hybrid_index: Settings, client: OpenSearch) -> None:
+def test_hits_carry_component_ranks_and_scores(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
     result = hybrid_similar("nginx", k=ALL_OTHERS, settings=hybrid_index, client=client)
 
     assert len(result.hits) == ALL_OTHERS
     knn_ranks = sorted(hit.knn_rank for hit in result.hits if hit.knn_rank is not None)
-    assert knn_ranks == list(range(1, ALL_OTHERS + 1))  # every other document is a k-NN candidate
+    assert knn_ranks == list(
+        range(1, ALL_OTHERS + 1)
+    )  # every other document is a k-NN candidate
     for hit in result.hits:
         assert hit.knn_score is not None and 0.0 < hit.knn_score <= 1.0
         expected = 1 / (60 + hit.knn_rank)
@@ -111,7 +191,13 @@ def test_hits_carry_component_ranks_and_scores(hybrid_index: Settings, client: O
 
 
 def test_source_fields(hybrid_index: Settings, client: OpenSearch) -> None:
-    result = hybrid_similar("gimp", k=2, settings=hybrid_index, client=client, source_fields=["title", "section"])
+    result = hybrid_similar(
+        "gimp",
+        k=2,
+        settings=hybrid_index,
+        client=client,
+        source_fields=["title", "section"],
+    )
     for hit in result.hits:
         assert set(hit.source) == {"title", "section"}
 
@@ -127,38 +213,81 @@ def test_source_fields(hybrid_index: Settings, client: OpenSearch) -> None:
     [
         pytest.param([Term("section", "python")], {"numpy", "sympy"}, id="term"),
         pytest.param(["section=python"], {"numpy", "sympy"}, id="term-string"),
-        pytest.param([Terms("section", ("video", "graphics"))], {"gimp", "inkscape", "vlc", "mpv"}, id="terms"),
-        pytest.param([Range("size", gte=10000)], {"numpy", "sympy", "gimp", "inkscape"}, id="numeric-range"),
-        pytest.param(["size<1000"], {"r-base", "vlc", "apache2"}, id="numeric-range-string"),
-        pytest.param([Range("released", gte="2023-01-01", lt="2023-03-01")], {"octave", "apache2", "samtools"},
-                     id="date-range"),
-        pytest.param(["released<2023"], {"numpy", "r-base", "mpv"}, id="date-range-year"),
-        pytest.param([Not(Term("section", "python")), Term("tags", "field::mathematics")], {"octave"}, id="must-not"),
-        pytest.param([{"prefix": {"section": "gr"}}], {"gimp", "inkscape"}, id="raw-dsl"),
+        pytest.param(
+            [Terms("section", ("video", "graphics"))],
+            {"gimp", "inkscape", "vlc", "mpv"},
+            id="terms",
+        ),
+        pytest.param(
+            [Range("size", gte=10000)],
+            {"numpy", "sympy", "gimp", "inkscape"},
+            id="numeric-range",
+        ),
+        pytest.param(
+            ["size<1000"], {"r-base", "vlc", "apache2"}, id="numeric-range-string"
+        ),
+        pytest.param(
+            [Range("released", gte="2023-01-01", lt="2023-03-01")],
+            {"octave", "apache2", "samtools"},
+            id="date-range",
+        ),
+        pytest.param(
+            ["released<2023"], {"numpy", "r-base", "mpv"}, id="date-range-year"
+        ),
+        pytest.param(
+            [Not(Term("section", "python")), Term("tags", "field::mathematics")],
+            {"octave"},
+            id="must-not",
+        ),
+        pytest.param(
+            [{"prefix": {"section": "gr"}}], {"gimp", "inkscape"}, id="raw-dsl"
+        ),
     ],
 )
 def test_filters(
     hybrid_index: Settings, client: OpenSearch, filters: list[Any], expected: set[str]
 ) -> None:
-    result = hybrid_similar("scipy", k=10, filters=filters, settings=hybrid_index, client=client)
+    result = hybrid_similar(
+        "scipy", k=10, filters=filters, settings=hybrid_index, client=client
+    )
     assert set(_ids(result)) == expected
 
 
 def test_exists_filter(hybrid_index: Settings, client: OpenSearch) -> None:
-    client.index(index=hybrid_index.index, id="with-homepage", body={"title": "x", "homepage": "https://example.org"}, refresh=True)
+    client.index(
+        index=hybrid_index.index,
+        id="with-homepage",
+        body={"title": "x", "homepage": "https://example.org"},
+        refresh=True,
+    )
     try:
         backfill(hybrid_index, client=client)
-        result = hybrid_similar("scipy", k=10, filters=[Exists("homepage")], settings=hybrid_index, client=client)
+        result = hybrid_similar(
+            "scipy",
+            k=10,
+            filters=[Exists("homepage")],
+            settings=hybrid_index,
+            client=client,
+        )
         assert _ids(result) == ["with-homepage"]
-        result = hybrid_similar("scipy", k=20, filters=["homepage!=*"], settings=hybrid_index, client=client)
+        result = hybrid_similar(
+            "scipy", k=20, filters=["homepage!=*"], settings=hybrid_index, client=client
+        )
         assert "with-homepage" not in _ids(result)
         assert len(result.hits) == ALL_OTHERS
     finally:
         client.delete(index=hybrid_index.index, id="with-homepage", refresh=True)
 
 
-def test_filter_matching_nothing_returns_no_hits(hybrid_index: Settings, client: OpenSearch) -> None:
-    result = hybrid_similar("scipy", filters=["section=no-such-section"], settings=hybrid_index, client=client)
+def test_filter_matching_nothing_returns_no_hits(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    result = hybrid_similar(
+        "scipy",
+        filters=["section=no-such-section"],
+        settings=hybrid_index,
+        client=client,
+    )
     assert result.hits == []
 
 
@@ -167,8 +296,15 @@ def test_missing_document_raises(hybrid_index: Settings, client: OpenSearch) -> 
         hybrid_similar("no-such-id", settings=hybrid_index, client=client)
 
 
-def test_document_without_vector_raises(hybrid_index: Settings, client: OpenSearch) -> None:
-    client.index(index=hybrid_index.index, id="fresh", body={"title": "new package"}, refresh=True)
+def test_document_without_vector_raises(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    client.index(
+        index=hybrid_index.index,
+        id="fresh",
+        body={"title": "new package"},
+        refresh=True,
+    )
     try:
         with pytest.raises(VectorMissingError, match="os-mlt backfill"):
             hybrid_similar("fresh", settings=hybrid_index, client=client)
@@ -180,13 +316,17 @@ def test_invalid_arguments_raise(hybrid_index: Settings, client: OpenSearch) -> 
     with pytest.raises(ConfigurationError, match="k must be at least 1"):
         hybrid_similar("scipy", k=0, settings=hybrid_index, client=client)
     with pytest.raises(ConfigurationError, match="num_candidates"):
-        hybrid_similar("scipy", k=20, num_candidates=10, settings=hybrid_index, client=client)
+        hybrid_similar(
+            "scipy", k=20, num_candidates=10, settings=hybrid_index, client=client
+        )
 
 
 def _dev_tools_blocks(text: str) -> list[tuple[str, dict[str, Any]]]:
     """Split Dev Tools text into (request line, body) pairs."""
     blocks = []
-    for match in re.finditer(r"^GET (\S+)\n(\{.*?^\})", text, flags=re.MULTILINE | re.DOTALL):
+    for match in re.finditer(
+        r"^GET (\S+)\n(\{.*?^\})", text, flags=re.MULTILINE | re.DOTALL
+    ):
         blocks.append((match.group(1), json.loads(match.group(2))))
     return blocks
 
@@ -196,8 +336,22 @@ def test_cli_dsl_runs_as_printed(
 ) -> None:
     assert hybrid_index.index is not None
     status = main(
-        ["similar", "scipy", "--hosts", hybrid_index.hosts[0], "--index", hybrid_index.index,
-         "-k", "3", "--filter", "section=python", "--filter", "size>=100", "--dsl", "--json"]
+        [
+            "similar",
+            "scipy",
+            "--hosts",
+            hybrid_index.hosts[0],
+            "--index",
+            hybrid_index.index,
+            "-k",
+            "3",
+            "--filter",
+            "section=python",
+            "--filter",
+            "size>=100",
+            "--dsl",
+            "--json",
+        ]
     )
     output = capsys.readouterr().out
 
@@ -211,9 +365,21 @@ def test_cli_dsl_runs_as_printed(
         {"range": {"size": {"gte": "100"}}},
     ]
     # The printed bodies run as they are and find the documents the command fused.
-    knn_ids = {hit["_id"] for hit in client.search(index=hybrid_index.index, body=knn)["hits"]["hits"]}
-    mlt_ids = {hit["_id"] for hit in client.search(index=hybrid_index.index, body=mlt)["hits"]["hits"]}
-    hits = json.loads(output[output.index("[") if output.lstrip().startswith("[") else output.rindex("\n[") :])
+    knn_ids = {
+        hit["_id"]
+        for hit in client.search(index=hybrid_index.index, body=knn)["hits"]["hits"]
+    }
+    mlt_ids = {
+        hit["_id"]
+        for hit in client.search(index=hybrid_index.index, body=mlt)["hits"]["hits"]
+    }
+    hits = json.loads(
+        output[
+            output.index("[")
+            if output.lstrip().startswith("[")
+            else output.rindex("\n[") :
+        ]
+    )
     assert {hit["id"] for hit in hits} <= knn_ids | mlt_ids
     assert {hit["id"] for hit in hits} == {"numpy", "sympy"}
 
@@ -222,20 +388,43 @@ def test_cli_reports_missing_document(
     hybrid_index: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert hybrid_index.index is not None
-    status = main(["similar", "nope", "--hosts", hybrid_index.hosts[0], "--index", hybrid_index.index])
+    status = main(
+        [
+            "similar",
+            "nope",
+            "--hosts",
+            hybrid_index.hosts[0],
+            "--index",
+            hybrid_index.index,
+        ]
+    )
     assert status == 1
     assert "document 'nope' not found" in capsys.readouterr().err
 
 
-def test_cli_rejects_bad_filter(hybrid_index: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_bad_filter(
+    hybrid_index: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert hybrid_index.index is not None
-    status = main(["similar", "scipy", "--hosts", hybrid_index.hosts[0], "--index", hybrid_index.index,
-                   "--filter", "section"])
+    status = main(
+        [
+            "similar",
+            "scipy",
+            "--hosts",
+            hybrid_index.hosts[0],
+            "--index",
+            hybrid_index.index,
+            "--filter",
+            "section",
+        ]
+    )
     assert status == 2
     assert "filter 'section' has no operator" in capsys.readouterr().err
 
 
-def test_unreadable_vector_falls_back_to_text(hybrid_index: Settings, client: OpenSearch, encoder: Encoder) -> None:
+def test_unreadable_vector_falls_back_to_text(
+    hybrid_index: Settings, client: OpenSearch, encoder: Encoder
+) -> None:
     from opensearchpy import TransportError
 
     class VectorReadFails(OpenSearch):
@@ -249,7 +438,9 @@ def test_unreadable_vector_falls_back_to_text(hybrid_index: Settings, client: Op
     failing = VectorReadFails(hosts=hybrid_index.hosts)
     expected = hybrid_similar("scipy", k=5, settings=hybrid_index, client=client)
 
-    result = hybrid_similar("scipy", k=5, settings=hybrid_index, client=failing, encoder=encoder)
+    result = hybrid_similar(
+        "scipy", k=5, settings=hybrid_index, client=failing, encoder=encoder
+    )
 
     assert _ids(result) == _ids(expected)
     assert "embedding_meta" in result.requests[0].body["_source"]

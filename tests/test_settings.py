@@ -17,7 +17,9 @@ def test_defaults() -> None:
     assert settings.model == "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_environment_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_lists_accept_commas_and_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OS_MLT_HOSTS", "http://a:9200, https://b:9200")
     monkeypatch.setenv("OS_MLT_TEXT_FIELDS", '["name", "meta.summary"]')
     monkeypatch.setenv("OS_MLT_INDEX", "packages")
@@ -31,7 +33,9 @@ def test_environment_lists_accept_commas_and_json(monkeypatch: pytest.MonkeyPatc
     assert settings.verify_certs is False
 
 
-def test_keyword_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyword_arguments_override_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OS_MLT_INDEX", "from-env")
     assert Settings(index="from-kwargs").index == "from-kwargs"
 
@@ -48,17 +52,33 @@ def test_password_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        pytest.param({"hosts": "localhost:9200"}, "not an http:// or https:// URL", id="host-scheme"),
+        pytest.param(
+            {"hosts": "localhost:9200"},
+            "not an http:// or https:// URL",
+            id="host-scheme",
+        ),
         pytest.param({"hosts": ""}, "hosts is empty", id="no-hosts"),
         pytest.param({"text_fields": ""}, "text_fields is empty", id="no-text-fields"),
-        pytest.param({"text_fields": "title,title"}, "lists a field twice", id="duplicate-field"),
-        pytest.param({"text_fields": "title,.body"}, "'.body' is not a valid", id="bad-field"),
-        pytest.param({"vector_field": "title"}, "also listed in text_fields", id="vector-is-text"),
-        pytest.param({"username": "admin"}, "both username and password", id="user-only"),
-        pytest.param({"encode_batch_size": 0}, "greater than or equal to 1", id="batch-size"),
+        pytest.param(
+            {"text_fields": "title,title"}, "lists a field twice", id="duplicate-field"
+        ),
+        pytest.param(
+            {"text_fields": "title,.body"}, "'.body' is not a valid", id="bad-field"
+        ),
+        pytest.param(
+            {"vector_field": "title"}, "also listed in text_fields", id="vector-is-text"
+        ),
+        pytest.param(
+            {"username": "admin"}, "both username and password", id="user-only"
+        ),
+        pytest.param(
+            {"encode_batch_size": 0}, "greater than or equal to 1", id="batch-size"
+        ),
     ],
 )
-def test_invalid_settings_are_rejected(overrides: dict[str, object], message: str) -> None:
+def test_invalid_settings_are_rejected(
+    overrides: dict[str, object], message: str
+) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**overrides)
 

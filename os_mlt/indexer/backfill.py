@@ -312,12 +312,17 @@ class _Run:
         if not text:
             fields = ", ".join(self.settings.text_fields)
             self.report.add_skipped(
-                ItemIssue(id=hit["_id"], index=hit["_index"], reason=f"no text in {fields}")
+                ItemIssue(
+                    id=hit["_id"], index=hit["_index"], reason=f"no text in {fields}"
+                )
             )
             return None
         digest = text_hash(text)
         meta = source.get(self.settings.meta_field) or {}
-        if meta.get("text_sha256") == digest and meta.get("model") == self.encoder.identity:
+        if (
+            meta.get("text_sha256") == digest
+            and meta.get("model") == self.encoder.identity
+        ):
             self.report.unchanged += 1
             return None
         return _Pending(
@@ -331,7 +336,9 @@ class _Run:
         )
 
     def _encode(self, pending: list[_Pending]) -> list[tuple[_Pending, list[float]]]:
-        vectors, long_texts = self.encoder.encode_counting_long([item.text for item in pending])
+        vectors, long_texts = self.encoder.encode_counting_long(
+            [item.text for item in pending]
+        )
         self.report.long_texts += long_texts
         norms = np.linalg.norm(vectors, axis=1)
         batch: list[tuple[_Pending, list[float]]] = []
@@ -339,7 +346,11 @@ class _Run:
             # Cosine space rejects a zero vector, and NaN would poison the graph.
             if not np.isfinite(norm) or norm == 0:
                 self.report.add_skipped(
-                    ItemIssue(id=item.id, index=item.index, reason="model returned a zero vector")
+                    ItemIssue(
+                        id=item.id,
+                        index=item.index,
+                        reason="model returned a zero vector",
+                    )
                 )
                 continue
             batch.append((item, vector.tolist()))
@@ -372,7 +383,9 @@ class _Run:
     def _write(self, batch: list[tuple[_Pending, list[float]]]) -> None:
         for attempt in range(_REJECTED_RETRIES + 1):
             response = self.client.bulk(body=self._bulk_body(batch))
-            rejected = self._collect(batch, response, last_attempt=attempt == _REJECTED_RETRIES)
+            rejected = self._collect(
+                batch, response, last_attempt=attempt == _REJECTED_RETRIES
+            )
             if not rejected:
                 return
             delay = _REJECTED_BACKOFF_S * 2**attempt
@@ -407,17 +420,25 @@ class _Run:
                     self.conflicts.append((item.index, item.id, item.routing))
             elif status == 429 and not last_attempt:
                 rejected.append((item, vector))
-            elif error.get("type") in ("cluster_block_exception", "index_closed_exception"):
+            elif error.get("type") in (
+                "cluster_block_exception",
+                "index_closed_exception",
+            ):
                 raise IndexBlockedError(
                     f"index {item.index!r} rejects writes: {_reason(error)}. If the disk "
                     "filled up, free space and clear the block with PUT "
-                    f"{item.index}/_settings {{\"index.blocks.read_only_allow_delete\": null}}; "
+                    f'{item.index}/_settings {{"index.blocks.read_only_allow_delete": null}}; '
                     "if the index is closed, open it; then run the backfill again"
                 )
             else:
                 with self.lock:
                     self.report.add_failed(
-                        ItemIssue(id=item.id, index=item.index, status=status, reason=_reason(error))
+                        ItemIssue(
+                            id=item.id,
+                            index=item.index,
+                            status=status,
+                            reason=_reason(error),
+                        )
                     )
         return rejected
 
@@ -430,7 +451,9 @@ class _Run:
             if not self.conflicts:
                 return
             conflicts, self.conflicts = self.conflicts, []
-            logger.info("Re-reading %d documents changed during the backfill", len(conflicts))
+            logger.info(
+                "Re-reading %d documents changed during the backfill", len(conflicts)
+            )
             self._pipeline(iter([self._reread(conflicts)]), count_scanned=False)
         for index_name, doc_id, _ in self.conflicts:
             self.report.add_failed(
@@ -449,14 +472,18 @@ class _Run:
             if routing is not None:
                 entry["routing"] = routing
             docs.append(entry)
-        response = self.client.mget(body={"docs": docs}, _source_includes=self.source_fields)
+        response = self.client.mget(
+            body={"docs": docs}, _source_includes=self.source_fields
+        )
         hits = []
         for doc in response["docs"]:
             if doc.get("found"):
                 hits.append(doc)
         return hits
 
-    def _pipeline(self, pages: Iterator[list[dict[str, Any]]], *, count_scanned: bool = True) -> None:
+    def _pipeline(
+        self, pages: Iterator[list[dict[str, Any]]], *, count_scanned: bool = True
+    ) -> None:
         page_queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
         write_queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_SIZE)
         read_errors: list[BaseException] = []

@@ -97,7 +97,9 @@ def resolve_index(client: OpenSearch, name: str) -> IndexTarget:
         if str(body.get("settings", {}).get("index.knn", "false")).lower() == "true"
     )
     is_alias = bool(client.indices.exists_alias(name=name)) and name not in indices
-    return IndexTarget(name=name, indices=indices, is_alias=is_alias, knn_enabled=knn_enabled)
+    return IndexTarget(
+        name=name, indices=indices, is_alias=is_alias, knn_enabled=knn_enabled
+    )
 
 
 def _field_mapping(properties: dict[str, Any], path: str) -> dict[str, Any] | None:
@@ -143,10 +145,17 @@ def ensure_vector_mapping(
         if existing is not None:
             _check_existing_vector(index, vector_field, existing, dimension)
         elif not dry_run:
-            logger.info("Adding knn_vector field %s (dimension %d) to %s", vector_field, dimension, index)
+            logger.info(
+                "Adding knn_vector field %s (dimension %d) to %s",
+                vector_field,
+                dimension,
+                index,
+            )
         additions: dict[str, Any] = {}
         if existing is None:
-            additions.update(_properties_for(vector_field, vector_field_mapping(dimension)))
+            additions.update(
+                _properties_for(vector_field, vector_field_mapping(dimension))
+            )
         if _field_mapping(properties, meta_field) is None:
             additions.update(_properties_for(meta_field, meta_field_mapping()))
         if additions and not dry_run:

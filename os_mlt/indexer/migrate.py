@@ -71,10 +71,17 @@ def _max_seq_no(client: OpenSearch, index: str) -> int:
 
 def _record_checkpoint(client: OpenSearch, migration: Migration, seq_no: int) -> None:
     # PUT _mapping replaces the whole _meta object, so the user's keys are sent again.
-    mapping = client.indices.get_mapping(index=migration.new_index)[migration.new_index]["mappings"]
+    mapping = client.indices.get_mapping(index=migration.new_index)[
+        migration.new_index
+    ]["mappings"]
     meta = _deep_merge(
         mapping.get("_meta", {}),
-        {"os_mlt": {"copied_from": migration.source_index, "copied_through_seq_no": seq_no}},
+        {
+            "os_mlt": {
+                "copied_from": migration.source_index,
+                "copied_through_seq_no": seq_no,
+            }
+        },
     )
     client.indices.put_mapping(index=migration.new_index, body={"_meta": meta})
 
@@ -103,7 +110,11 @@ def catch_up(client: OpenSearch, migration: Migration) -> int:
         op_type="index",
     )
     _record_checkpoint(client, migration, checkpoint)
-    logger.info("Copied %d documents written to %s during the migration", copied, migration.source_index)
+    logger.info(
+        "Copied %d documents written to %s during the migration",
+        copied,
+        migration.source_index,
+    )
     return copied
 
 
@@ -154,9 +165,16 @@ def check_migratable(target: IndexTarget) -> str:
 
 
 def _new_index_body(
-    client: OpenSearch, source: str, *, vector_field: str, meta_field: str, dimension: int
+    client: OpenSearch,
+    source: str,
+    *,
+    vector_field: str,
+    meta_field: str,
+    dimension: int,
 ) -> dict[str, Any]:
-    flat = client.indices.get_settings(index=source, flat_settings=True)[source]["settings"]
+    flat = client.indices.get_settings(index=source, flat_settings=True)[source][
+        "settings"
+    ]
     settings = copyable_settings(flat)
     settings["index.knn"] = "true"
     # NOTE: with derived source (the k-NN 3.x default) reads of a document can
@@ -169,9 +187,14 @@ def _new_index_body(
         mappings.get("properties", {}),
         _properties_for(vector_field, vector_field_mapping(dimension)),
     )
-    properties = _deep_merge(properties, _properties_for(meta_field, meta_field_mapping()))
+    properties = _deep_merge(
+        properties, _properties_for(meta_field, meta_field_mapping())
+    )
     meta = _deep_merge(mappings.get("_meta", {}), {"os_mlt": {"copied_from": source}})
-    return {"settings": settings, "mappings": {**mappings, "properties": properties, "_meta": meta}}
+    return {
+        "settings": settings,
+        "mappings": {**mappings, "properties": properties, "_meta": meta},
+    }
 
 
 def _ensure_new_index(client: OpenSearch, source: str, body: dict[str, Any]) -> str:
@@ -236,11 +259,15 @@ def copy_documents(
         time.sleep(_POLL_INTERVAL_S)
 
     if "error" in task:
-        raise MappingError(f"copying {source!r} into {new_index!r} failed: {task['error']}")
+        raise MappingError(
+            f"copying {source!r} into {new_index!r} failed: {task['error']}"
+        )
     result = task.get("response", {})
     failures = result.get("failures", [])
     if failures:
-        reasons = "; ".join(str(failure.get("cause", failure))[:200] for failure in failures[:5])
+        reasons = "; ".join(
+            str(failure.get("cause", failure))[:200] for failure in failures[:5]
+        )
         raise MappingError(
             f"copying {source!r} into {new_index!r} failed for {len(failures)} documents: "
             f"{reasons}"
@@ -260,13 +287,19 @@ def prepare_migration(
     """Create (or reuse) the k-NN copy of the alias's index and copy documents into it."""
     source = check_migratable(target)
     body = _new_index_body(
-        client, source, vector_field=vector_field, meta_field=meta_field, dimension=dimension
+        client,
+        source,
+        vector_field=vector_field,
+        meta_field=meta_field,
+        dimension=dimension,
     )
     new_index = _ensure_new_index(client, source, body)
     resumed_from = _recorded_checkpoint(client, new_index)
     checkpoint = _max_seq_no(client, source)
     copied = copy_documents(client, source, new_index, progress=progress)
-    migration = Migration(alias=target.name, source_index=source, new_index=new_index, copied=copied)
+    migration = Migration(
+        alias=target.name, source_index=source, new_index=new_index, copied=copied
+    )
     if resumed_from is None:
         _record_checkpoint(client, migration, checkpoint)
     # A resumed copy keeps its earlier checkpoint, so catch_up also brings over
@@ -275,19 +308,33 @@ def prepare_migration(
 
 
 # Alias properties that `GET _alias` returns and an `add` action accepts.
-_ALIAS_PROPERTIES = ("filter", "index_routing", "search_routing", "is_write_index", "is_hidden")
+_ALIAS_PROPERTIES = (
+    "filter",
+    "index_routing",
+    "search_routing",
+    "is_write_index",
+    "is_hidden",
+)
 
 
 def swap_alias(client: OpenSearch, migration: Migration) -> None:
     """Move the alias from the old index to the k-NN copy in one atomic call."""
-    current = client.indices.get_alias(index=migration.source_index, name=migration.alias)
+    current = client.indices.get_alias(
+        index=migration.source_index, name=migration.alias
+    )
     properties = current[migration.source_index]["aliases"][migration.alias]
     add = {key: properties[key] for key in _ALIAS_PROPERTIES if key in properties}
     client.indices.update_aliases(
         body={
             "actions": [
                 {"remove": {"index": migration.source_index, "alias": migration.alias}},
-                {"add": {"index": migration.new_index, "alias": migration.alias, **add}},
+                {
+                    "add": {
+                        "index": migration.new_index,
+                        "alias": migration.alias,
+                        **add,
+                    }
+                },
             ]
         }
     )

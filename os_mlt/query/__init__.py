@@ -1,7 +1,22 @@
 """Query building and hybrid search."""
 
-from .builders import DEFAULT_MLT_PARAMS, build_knn_search, build_lookup, build_mlt_search
-from .filters import Exists, Filter, FilterInput, Not, Range, Term, Terms, build_filter_clauses, parse_filter
+from .builders import (
+    DEFAULT_MLT_PARAMS,
+    build_knn_search,
+    build_lookup,
+    build_mlt_search,
+)
+from .filters import (
+    Exists,
+    Filter,
+    FilterInput,
+    Not,
+    Range,
+    Term,
+    Terms,
+    build_filter_clauses,
+    parse_filter,
+)
 from .fusion import DEFAULT_RANK_CONSTANT, FusedItem, reciprocal_rank_fusion
 from .hybrid import SearchRequest, SimilarHit, SimilarResult, hybrid_similar
 

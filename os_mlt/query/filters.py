@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ..errors import ConfigurationError
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 
 
 @dataclass(frozen=True)
@@ -65,19 +65,33 @@ class Range:
     format: str | None = None
 
     def __post_init__(self) -> None:
-        if self.gte is None and self.gt is None and self.lte is None and self.lt is None:
+        if (
+            self.gte is None
+            and self.gt is None
+            and self.lte is None
+            and self.lt is None
+        ):
             raise ConfigurationError(
                 f"Range filter on {self.field!r} has no bound; set gte, gt, lte or lt"
             )
         if self.gte is not None and self.gt is not None:
-            raise ConfigurationError(f"Range filter on {self.field!r} sets both gte and gt")
+            raise ConfigurationError(
+                f"Range filter on {self.field!r} sets both gte and gt"
+            )
         if self.lte is not None and self.lt is not None:
-            raise ConfigurationError(f"Range filter on {self.field!r} sets both lte and lt")
+            raise ConfigurationError(
+                f"Range filter on {self.field!r} sets both lte and lt"
+            )
 
     def to_dsl(self) -> dict[str, Any]:
         bounds: dict[str, Any] = {
             name: value
-            for name, value in (("gte", self.gte), ("gt", self.gt), ("lte", self.lte), ("lt", self.lt))
+            for name, value in (
+                ("gte", self.gte),
+                ("gt", self.gt),
+                ("lte", self.lte),
+                ("lt", self.lt),
+            )
             if value is not None
         }
         if self.format is not None:
@@ -105,8 +119,8 @@ class Not:
         return self.filter.to_dsl()
 
 
-Filter = Union[Term, Terms, Range, Exists, Not]
-FilterInput = Union[Filter, str, Mapping[str, Any]]
+Filter = Term | Terms | Range | Exists | Not
+FilterInput = Filter | str | Mapping[str, Any]
 """A filter object, its compact string form, or a raw Query DSL clause."""
 
 _OPERATOR = re.compile(r"(!=|>=|<=|=|>|<)")
@@ -144,7 +158,9 @@ def parse_filter(text: str) -> Filter:
     if not field:
         raise ConfigurationError(f"filter {text!r} names no field; {_EXAMPLES}")
     if not value:
-        raise ConfigurationError(f"filter {text!r} has no value after {operator!r}; {_EXAMPLES}")
+        raise ConfigurationError(
+            f"filter {text!r} has no value after {operator!r}; {_EXAMPLES}"
+        )
 
     if operator in ("=", "!="):
         positive = _equality(field, value, text)
@@ -160,7 +176,9 @@ def _equality(field: str, value: str, text: str) -> Term | Terms | Exists:
         return Exists(field)
     values = _split_values(value)
     if any(not item for item in values):
-        raise ConfigurationError(f"filter {text!r} has an empty value in its list; {_EXAMPLES}")
+        raise ConfigurationError(
+            f"filter {text!r} has an empty value in its list; {_EXAMPLES}"
+        )
     if len(values) == 1:
         return Term(field, values[0])
     return Terms(field, tuple(values))

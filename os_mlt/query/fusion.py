@@ -44,7 +44,9 @@ def reciprocal_rank_fusion(
         ValueError: `rank_constant` is below 1.
     """
     if rank_constant < 1:
-        raise ValueError(f"rank_constant must be >= 1 (as in OpenSearch), got {rank_constant}")
+        raise ValueError(
+            f"rank_constant must be >= 1 (as in OpenSearch), got {rank_constant}"
+        )
     scores: dict[str, float] = {}
     ranks: dict[str, dict[str, int]] = {}
     for name, ids in rankings.items():
@@ -55,6 +57,8 @@ def reciprocal_rank_fusion(
             seen.add(doc_id)
             scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (rank_constant + position)
             ranks.setdefault(doc_id, {})[name] = position
-    fused = [FusedItem(doc_id, score, ranks[doc_id]) for doc_id, score in scores.items()]
+    fused = [
+        FusedItem(doc_id, score, ranks[doc_id]) for doc_id, score in scores.items()
+    ]
     fused.sort(key=lambda item: (-item.score, min(item.ranks.values()), item.id))
     return fused

@@ -12,7 +12,12 @@ from opensearchpy import OpenSearch, TransportError
 
 from ..client import resolve_client
 from ..encoder import Encoder, document_text
-from ..errors import ConfigurationError, DocumentNotFoundError, OsMltError, VectorMissingError
+from ..errors import (
+    ConfigurationError,
+    DocumentNotFoundError,
+    OsMltError,
+    VectorMissingError,
+)
 from ..settings import Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
@@ -140,7 +145,9 @@ def hybrid_similar(
 
     lookup_body = build_lookup(doc_id, [settings.vector_field, *settings.text_fields])
     try:
-        example = _fetch_example(client, name, doc_id, lookup_body, settings.vector_field)
+        example = _fetch_example(
+            client, name, doc_id, lookup_body, settings.vector_field
+        )
         vector = example["_source"][settings.vector_field]
     except TransportError as error:
         if not isinstance(error.status_code, int) or error.status_code < 500:
@@ -214,7 +221,9 @@ def _fetch_example(
     return hit
 
 
-def _encode_example(example: dict[str, Any], settings: Settings, encoder: Encoder | None) -> list[float]:
+def _encode_example(
+    example: dict[str, Any], settings: Settings, encoder: Encoder | None
+) -> list[float]:
     encoder = encoder or Encoder(settings.model, device=settings.device)
     text = document_text(example["_source"], settings.text_fields)
     meta = example["_source"].get(settings.meta_field) or {}
@@ -240,7 +249,11 @@ def _msearch(
     for item in response["responses"]:
         if "error" in item:
             error = item["error"]
-            reason = error.get("root_cause", [error])[0].get("reason", error) if isinstance(error, dict) else error
+            reason = (
+                error.get("root_cause", [error])[0].get("reason", error)
+                if isinstance(error, dict)
+                else error
+            )
             raise OsMltError(f"search on {index!r} failed: {reason}")
         results.append(item["hits"]["hits"])
     return results
