@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORPUS ?= ../shared/corpora/debian-packages.jsonl.gz
 LIMIT ?= 5000
+SHOW ?= python3-scipy,samtools,vlc
 PORT ?= 9200
 TEST_PORT ?= 9250
 
@@ -20,9 +21,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## demo: local node on PORT, LIMIT documents of CORPUS (LIMIT=0 loads all), backfill, results
+## demo: local node on PORT, LIMIT documents of CORPUS (LIMIT=0 loads all), backfill, results for SHOW
 demo: install
-	$(BIN)/os-mlt demo --corpus $(CORPUS) --limit $(LIMIT) --port $(PORT)
+	$(BIN)/os-mlt demo --corpus $(CORPUS) --limit $(LIMIT) --show $(SHOW) --port $(PORT)
 
 ## test: the whole suite against a real node (started on TEST_PORT if none runs there)
 test: install

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,7 +105,7 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
             bar.update(task, completed=event.done, total=event.total or None)
             elapsed = bar.tasks[task].elapsed or 0.0
             if elapsed > 0:
-                bar.update(task, rate=f"{event.done / elapsed:.0f} docs/s")
+                bar.update(task, rate=f"{event.done / elapsed:.0f} read/s")
 
         report = backfill(
             settings, migrate=migrate, dry_run=dry_run, progress=on_progress
@@ -155,7 +156,7 @@ def print_similar(result: Any, fields: Sequence[str]) -> None:
         )
     for position, hit in enumerate(result.hits, start=1):
         knn = f"{hit.knn_rank} ({hit.knn_score:.3f})" if hit.knn_rank else "-"
-        bm25 = f"{hit.bm25_rank} ({hit.bm25_score:.1f})" if hit.bm25_rank else "-"
+        bm25 = f"{hit.bm25_rank} ({hit.bm25_score:.2f})" if hit.bm25_rank else "-"
         values = [_format_value(hit.source.get(field)) for field in fields]
         table.add_row(str(position), hit.id, f"{hit.score:.4f}", knn, bm25, *values)
     console.print(table)
@@ -183,13 +184,17 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         source_fields=fields,
     )
     if args.dsl:
-        console.print(
+        # With --json the searches go to stderr, so stdout stays valid JSON.
+        target = errors if args.json else console
+        target.print(
             "# Sent as one lookup and one _msearch holding the two searches below.",
             markup=False,
             highlight=False,
         )
-        console.print(result.to_dev_tools(), markup=False, highlight=False)
-        console.print()
+        target.print(
+            result.to_dev_tools(), markup=False, highlight=False, soft_wrap=True
+        )
+        target.print()
     if args.json:
         hits = [hit.__dict__ for hit in result.hits]
         console.print_json(json.dumps(hits))
@@ -224,7 +229,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
             id_field=args.id_field,
             progress=lambda done, total: bar.update(task, completed=done),
         )
-    console.print(f"{len(records)} documents in {index} behind alias {alias}")
+    count = int(client.count(index=alias)["count"])
+    console.print(f"{count} documents in {index} behind alias {alias}")
     return 0
 
 
@@ -482,6 +488,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe_cluster_error(error: TransportError) -> str:
+    """Return one line with the cluster's own reason for a failed request."""
+    info = error.info if isinstance(error.info, dict) else {}
+    body = info.get("error", {})
+    if isinstance(body, dict):
+        root = (body.get("root_cause") or [body])[0]
+        reason = root.get("reason") or body.get("reason") or body.get("type")
+        kind = root.get("type") or body.get("type")
+    else:
+        reason, kind = str(body or error.error), None
+    text = f"the cluster rejected the request ({error.status_code} {kind}): {reason}"
+    if kind == "index_not_found_exception":
+        text += (
+            "; check the index name (GET _cat/indices and GET _cat/aliases list them)"
+        )
+    elif kind == "index_closed_exception":
+        text += "; open the index (POST INDEX/_open) and run again"
+    return text[:1000]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `os-mlt` and return its exit status."""
     parser = build_parser()
@@ -490,6 +516,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # opensearch-py logs each failed attempt with a traceback; the error
+        # that ends the command says the same in one line.
+        logging.getLogger("opensearch").setLevel(logging.CRITICAL)
+        logging.getLogger("urllib3").setLevel(logging.CRITICAL)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         status: int = args.handler(args)
     except ValidationError as error:

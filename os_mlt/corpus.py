@@ -28,6 +28,15 @@ def _open_text(path: Path) -> TextIO:
     return path.open(encoding="utf-8")
 
 
+def _numbered_lines(handle: TextIO, path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        yield from enumerate(handle, start=1)
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ConfigurationError(
+            f"cannot read {path.name}: {error}; give a UTF-8 .jsonl file or a gzip-compressed .jsonl.gz"
+        ) from error
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a `.jsonl` or `.jsonl.gz` file, one per line.
 
@@ -35,7 +44,7 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         ConfigurationError: The file is missing, or a line is not a JSON object.
     """
     with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
+        for number, line in _numbered_lines(handle, path):
             if not line.strip():
                 continue
             try:
@@ -65,6 +74,10 @@ def sample_jsonl(
     Reads the file once (reservoir sampling), so memory grows with `limit`,
     not with the file. `limit=None` returns every record in file order.
     """
+    if limit is not None and limit < 0:
+        raise ConfigurationError(
+            f"limit must be 0 or more, got {limit}; 0 loads every record"
+        )
     wanted = set(include_ids)
     if limit is None:
         return list(read_jsonl(path))
@@ -89,6 +102,23 @@ def sample_jsonl(
             f"ids {', '.join(sorted(missing))} not found in {path.name} (field {id_field!r})"
         )
     return included + reservoir
+
+
+def _check_ids(records: Sequence[dict[str, Any]], id_field: str) -> None:
+    """Raise before anything is written if a record lacks a usable, unique id."""
+    seen: set[str] = set()
+    for number, record in enumerate(records, start=1):
+        value = record.get(id_field)
+        if value is None or str(value) == "":
+            raise ConfigurationError(
+                f"record {number} has no value in the id field {id_field!r}; "
+                "give every record an id, or name the id field with --id-field"
+            )
+        if str(value) in seen:
+            raise ConfigurationError(
+                f"id {str(value)!r} appears twice (again in record {number}); ids must be unique"
+            )
+        seen.add(str(value))
 
 
 def corpus_index_body(
@@ -150,6 +180,7 @@ def load_corpus(
     Raises:
         OsMltError: A document failed to index.
     """
+    _check_ids(records, id_field)
     if client.indices.exists_alias(name=alias):
         count = int(client.count(index=alias)["count"])
         holder = next(iter(client.indices.get_alias(name=alias)))

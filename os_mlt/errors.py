@@ -6,10 +6,10 @@ All of them derive from `OsMltError`, so callers can catch one type:
     ├── ConfigurationError      invalid setting or argument
     ├── NodeError               the local OpenSearch node failed to install, start or stop
     ├── IndexNotFoundError      the index or alias does not exist
+    ├── IndexBlockedError       the index is closed or rejects writes (read-only block)
     ├── MappingError            the index mapping cannot hold the vector field
     ├── DocumentNotFoundError   hybrid_similar was given an id that is not in the index
-    ├── VectorMissingError      the document exists but has no vector yet
-    └── BulkWriteError          some bulk items failed; `.failures` lists them
+    └── VectorMissingError      the document exists but has no vector yet
 
 Errors raised by opensearch-py while talking to the cluster are wrapped only
 where os_mlt can add a fix to the message, with the original chained as
@@ -33,6 +33,10 @@ class NodeError(OsMltError):
 
 class IndexNotFoundError(OsMltError):
     """The index or alias does not exist on the cluster."""
+
+
+class IndexBlockedError(OsMltError):
+    """The index is closed or rejects writes because of a block such as read-only."""
 
 
 class MappingError(OsMltError):

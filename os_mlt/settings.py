@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated
 
@@ -106,6 +107,12 @@ class Settings(BaseSettings):
                     f"host {host!r} is not an http:// or https:// URL; "
                     "write it as http://HOST:PORT"
                 )
+            try:
+                urlsplit(host).port  # noqa: B018 - raises on a port out of range
+            except ValueError as error:
+                raise ValueError(
+                    f"host {host!r} has an invalid port ({error}); use a port from 1 to 65535"
+                ) from error
         return value
 
     @field_validator("text_fields")
@@ -157,6 +164,6 @@ class Settings(BaseSettings):
 
         if not self.index:
             raise ConfigurationError(
-                "no index given; pass index=... (CLI: --index) or set OS_MLT_INDEX"
+                "no index given; pass --index (Python: index=...) or set OS_MLT_INDEX"
             )
         return self.index

@@ -614,3 +614,54 @@ def test_migrate_catches_up_with_writes_to_old_index(
     meta = client.indices.get_mapping(index=new_index)[new_index]["mappings"]["_meta"]
     assert meta["owner"] == "search-team"
     assert meta["os_mlt"]["copied_from"] == concrete
+
+
+def test_closed_index_is_reported(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    client.indices.close(index=index_name)
+
+    with pytest.raises(IndexBlockedError, match=rf"POST {index_name}/_open"):
+        backfill(make_settings(), client=client, encoder=encoder)
+
+
+def test_write_block_names_its_setting(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    client.indices.add_block(index=index_name, block="write")
+    try:
+        with pytest.raises(IndexBlockedError, match='"index.blocks.write": false'):
+            backfill(make_settings(), client=client, encoder=encoder)
+    finally:
+        client.indices.put_settings(
+            index=index_name, body={"index.blocks.write": False}
+        )
+
+
+def test_missing_text_fields_stop_before_writing(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+
+    with pytest.raises(MappingError, match="none of the text fields nosuch1, nosuch2"):
+        backfill(
+            make_settings(text_fields=["nosuch1", "nosuch2"]),
+            client=client,
+            encoder=encoder,
+        )
+
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"][
+        "properties"
+    ]
+    assert "embedding" not in mapping

@@ -353,10 +353,10 @@ def test_cli_dsl_runs_as_printed(
             "--json",
         ]
     )
-    output = capsys.readouterr().out
+    captured = capsys.readouterr()
 
     assert status == 0
-    blocks = _dev_tools_blocks(output)
+    blocks = _dev_tools_blocks(captured.err)
     assert [path for path, _ in blocks] == [f"{hybrid_index.index}/_search"] * 3
     lookup, knn, mlt = (body for _, body in blocks)
     assert lookup["query"] == {"ids": {"values": ["scipy"]}}
@@ -373,13 +373,7 @@ def test_cli_dsl_runs_as_printed(
         hit["_id"]
         for hit in client.search(index=hybrid_index.index, body=mlt)["hits"]["hits"]
     }
-    hits = json.loads(
-        output[
-            output.index("[")
-            if output.lstrip().startswith("[")
-            else output.rindex("\n[") :
-        ]
-    )
+    hits = json.loads(captured.out)  # stdout holds only the JSON hits
     assert {hit["id"] for hit in hits} <= knn_ids | mlt_ids
     assert {hit["id"] for hit in hits} == {"numpy", "sympy"}
 
@@ -444,3 +438,18 @@ def test_unreadable_vector_falls_back_to_text(
 
     assert _ids(result) == _ids(expected)
     assert "embedding_meta" in result.requests[0].body["_source"]
+
+
+def test_num_candidates_above_knn_limit_raises(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    with pytest.raises(ConfigurationError, match="above 10000"):
+        hybrid_similar(
+            "scipy", num_candidates=20_000, settings=hybrid_index, client=client
+        )
+
+
+def test_large_k_raises_candidates(hybrid_index: Settings, client: OpenSearch) -> None:
+    result = hybrid_similar("scipy", k=200, settings=hybrid_index, client=client)
+    assert len(result.hits) == ALL_OTHERS
+    assert result.requests[1].body["query"]["knn"]["embedding"]["k"] == 200

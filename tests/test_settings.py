@@ -91,3 +91,8 @@ def test_unknown_setting_is_rejected() -> None:
 def test_require_index_names_the_fix() -> None:
     with pytest.raises(ConfigurationError, match="OS_MLT_INDEX"):
         Settings().require_index()
+
+
+def test_host_port_out_of_range_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="invalid port"):
+        Settings(hosts="http://127.0.0.1:99999")

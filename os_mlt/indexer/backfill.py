@@ -27,9 +27,9 @@ from opensearchpy import NotFoundError, OpenSearch, helpers
 
 from ..client import resolve_client
 from ..encoder import Encoder, document_text, text_hash
-from ..errors import OsMltError
+from ..errors import IndexBlockedError, OsMltError
 from ..settings import Settings
-from .mapping import ensure_vector_mapping, resolve_index
+from .mapping import check_text_fields, ensure_vector_mapping, resolve_index
 from .migrate import (
     Migration,
     catch_up,
@@ -85,10 +85,6 @@ class _Pending:
     text_sha256: str
 
 
-class IndexBlockedError(OsMltError):
-    """The index rejects writes because of a block such as read-only."""
-
-
 _STOP = object()
 
 
@@ -139,6 +135,7 @@ def backfill(
     started = time.perf_counter()
 
     target = resolve_index(client, name)
+    check_text_fields(client, target, settings.text_fields)
     migration: Migration | None = None
     scan_name = name
     if target.indices_without_knn:
@@ -425,10 +422,9 @@ class _Run:
                 "index_closed_exception",
             ):
                 raise IndexBlockedError(
-                    f"index {item.index!r} rejects writes: {_reason(error)}. If the disk "
-                    "filled up, free space and clear the block with PUT "
-                    f'{item.index}/_settings {{"index.blocks.read_only_allow_delete": null}}; '
-                    "if the index is closed, open it; then run the backfill again"
+                    f"index {item.index!r} rejects writes: {_reason(error)}. "
+                    f"{_unblock_hint(item.index, str(error.get('reason', '')))}; "
+                    "then run the backfill again"
                 )
             else:
                 with self.lock:
@@ -562,6 +558,22 @@ class _Run:
                     write_queue.put(batch)
             if self.progress is not None and count_scanned:
                 self.progress(Progress("embed", self.report.scanned, self.report.total))
+
+
+def _unblock_hint(index: str, reason: str) -> str:
+    """Name the setting that clears the block described in `reason`."""
+    if "read_only_allow_delete" in reason or "flood" in reason:
+        return (
+            "The disk filled up: free space, then clear the block with PUT "
+            f'{index}/_settings {{"index.blocks.read_only_allow_delete": null}}'
+        )
+    if "index write" in reason:
+        return f'Clear the write block with PUT {index}/_settings {{"index.blocks.write": false}}'
+    if "read-only" in reason or "read_only" in reason:
+        return f'Clear the block with PUT {index}/_settings {{"index.blocks.read_only": false}}'
+    if "closed" in reason:
+        return f"Open the index with POST {index}/_open"
+    return f"Check the blocks with GET {index}/_settings?filter_path=**.blocks"
 
 
 def _reason(error: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from opensearchpy import NotFoundError, OpenSearch
 
-from ..errors import IndexNotFoundError, MappingError
+from ..errors import IndexBlockedError, IndexNotFoundError, MappingError
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,15 @@ def resolve_index(client: OpenSearch, name: str) -> IndexTarget:
             "(GET _cat/indices and GET _cat/aliases list them)"
         ) from error
     indices = tuple(sorted(settings))
+    closed = [
+        index
+        for index, body in settings.items()
+        if body.get("settings", {}).get("index.verified_before_close") == "true"
+    ]
+    if closed:
+        raise IndexBlockedError(
+            f"index {closed[0]!r} is closed; open it with POST {closed[0]}/_open and run again"
+        )
     backing = [index for index in indices if index.startswith(".ds-")]
     if backing:
         raise MappingError(
@@ -100,6 +109,28 @@ def resolve_index(client: OpenSearch, name: str) -> IndexTarget:
     return IndexTarget(
         name=name, indices=indices, is_alias=is_alias, knn_enabled=knn_enabled
     )
+
+
+def check_text_fields(
+    client: OpenSearch, target: IndexTarget, text_fields: list[str]
+) -> None:
+    """Raise unless at least one text field is mapped in every index of `target`.
+
+    Raises:
+        MappingError: No configured text field exists in an index, so every
+            document would be skipped.
+    """
+    mappings = client.indices.get_mapping(index=",".join(target.indices))
+    for index in target.indices:
+        properties = mappings.get(index, {}).get("mappings", {}).get("properties", {})
+        if not any(
+            _field_mapping(properties, field) is not None for field in text_fields
+        ):
+            known = ", ".join(sorted(properties)) or "none"
+            raise MappingError(
+                f"none of the text fields {', '.join(text_fields)} exists in index "
+                f"{index!r} (its fields: {known}); set OS_MLT_TEXT_FIELDS or --text-fields"
+            )
 
 
 def _field_mapping(properties: dict[str, Any], path: str) -> dict[str, Any] | None:

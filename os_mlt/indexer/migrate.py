@@ -146,7 +146,7 @@ def knn_missing_error(target: IndexTarget) -> MappingError:
     return MappingError(
         f"index {', '.join(target.indices_without_knn)} behind alias {target.name!r} was "
         "created without index.knn: true, and that setting cannot be added to an existing "
-        "index. Run again with --migrate (migrate=True): os_mlt copies the documents into "
+        "index. Run again with --migrate (Python: migrate=True): os_mlt copies the documents into "
         "a k-NN index, embeds them there and moves the alias; the old index is kept"
     )
 

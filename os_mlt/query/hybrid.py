@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 # constant, so deeper lists change little and cost latency.
 DEFAULT_NUM_CANDIDATES = 100
 
+# The k-NN plugin rejects a `knn` query with k above 10,000.
+MAX_NUM_CANDIDATES = 10_000
+
 KNN = "knn"
 BM25 = "bm25"
 
@@ -93,7 +96,7 @@ def hybrid_similar(
     settings: Settings | None = None,
     client: OpenSearch | None = None,
     index: str | None = None,
-    num_candidates: int = DEFAULT_NUM_CANDIDATES,
+    num_candidates: int | None = None,
     rank_constant: int = DEFAULT_RANK_CONSTANT,
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
@@ -114,7 +117,8 @@ def hybrid_similar(
         settings: Connection, index and field settings; defaults read `OS_MLT_*`.
         client: An existing client to use instead of one built from `settings`.
         index: Index or alias, overriding `settings.index`.
-        num_candidates: Hits each component returns for the fusion; at least `k`.
+        num_candidates: Hits each component returns for the fusion, from `k` to
+            10,000 (the k-NN plugin's maximum); None means the larger of 100 and `k`.
         rank_constant: The RRF constant.
         source_fields: `_source` fields returned per hit; None returns all but
             the vector and its meta object.
@@ -131,9 +135,17 @@ def hybrid_similar(
     name = index or settings.require_index()
     if k < 1:
         raise ConfigurationError(f"k must be at least 1, got {k}")
+    if num_candidates is None:
+        num_candidates = max(DEFAULT_NUM_CANDIDATES, k)
     if num_candidates < k:
         raise ConfigurationError(
-            f"num_candidates ({num_candidates}) must be at least k ({k}); raise num_candidates"
+            f"num_candidates ({num_candidates}) must be at least k ({k}); "
+            "raise num_candidates (CLI: --num-candidates)"
+        )
+    if num_candidates > MAX_NUM_CANDIDATES:
+        raise ConfigurationError(
+            f"num_candidates ({num_candidates}) is above {MAX_NUM_CANDIDATES}, the largest k "
+            "the k-NN plugin accepts; lower num_candidates or k"
         )
     client = resolve_client(client, settings)
     positive, negative = build_filter_clauses(filters)
