@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from opensearchpy import OpenSearch
 
-from os_mlt import Encoder, MappingError, OsMltError, Settings, backfill, document_text
+from os_mlt import Encoder, MappingError, Settings, backfill, document_text
 from os_mlt.errors import IndexNotFoundError
 from os_mlt.indexer import IndexBlockedError
 
@@ -473,7 +473,7 @@ def test_special_character_ids(
         )
 
 
-def test_lost_scroll_stops_with_advice(
+def test_lost_scroll_rescans_and_finishes(
     client: OpenSearch,
     encoder: Encoder,
     index_name: str,
@@ -497,13 +497,17 @@ def test_lost_scroll_stops_with_advice(
             return super().encode_counting_long(texts)
 
     settings = make_settings(scan_batch_size=1)
-    with pytest.raises(OsMltError, match="scroll over .* expired"):
-        backfill(settings, client=client, encoder=ClearsScrollsOnce())
+    clearing = ClearsScrollsOnce()
+    report = backfill(settings, client=client, encoder=clearing)
 
-    report = backfill(settings, client=client, encoder=encoder)
+    assert clearing.cleared
     assert report.failed == 0
-    assert report.embedded + report.unchanged == 12
-    assert report.embedded < 12
+    assert report.scanned == 12
+    assert report.embedded == 12
+    assert report.unchanged == 0
+    again = backfill(settings, client=client, encoder=encoder)
+    assert again.embedded == 0
+    assert again.unchanged == 12
 
 
 def test_data_stream_is_rejected(

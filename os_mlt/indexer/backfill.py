@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from opensearchpy import NotFoundError, OpenSearch, helpers
+from opensearchpy import ConnectionError as TransportConnectionError
 
 from ..client import resolve_client
 from ..encoder import Encoder, document_text, text_hash
@@ -86,6 +87,13 @@ class _Pending:
 
 
 _STOP = object()
+
+# Times a lost scroll (expired, or the node restarted) restarts the scan.
+_SCAN_RESTARTS = 3
+
+
+class _ScanLost(Exception):
+    """The scroll over the index was lost part way through."""
 
 
 def backfill(
@@ -288,15 +296,9 @@ class _Run:
                 if len(page) >= self.settings.scan_batch_size:
                     yield page
                     page = []
-        except NotFoundError as error:
-            # NOTE: the scan does not restart by itself, because a second pass
-            # would count documents twice; the next run skips what is done.
-            raise OsMltError(
-                f"the scroll over {index!r} expired (keep-alive "
-                f"{self.settings.scroll_keep_alive}) before the backfill read the next "
-                "page; raise OS_MLT_SCROLL_KEEP_ALIVE and run again, which embeds only "
-                "the documents still missing"
-            ) from error
+        except (NotFoundError, TransportConnectionError) as error:
+            # A scroll context is gone when it expired or the node restarted.
+            raise _ScanLost(f"{type(error).__name__}: {error}") from error
         if page:
             yield page
 
@@ -377,9 +379,20 @@ class _Run:
             lines.append(json.dumps({"doc": doc}))
         return "\n".join(lines) + "\n"
 
+    def _bulk(self, body: str) -> Any:
+        """Send one `_bulk` request, waiting out a cluster that is restarting."""
+        try:
+            return self.client.bulk(body=body)
+        except TransportConnectionError as error:
+            logger.warning("Bulk request failed (%s); waiting for the cluster", error)
+            _wait_for_cluster(self.client)
+            # Updates that landed before the failure now conflict on if_seq_no
+            # and are read again, so resending the whole batch is safe.
+            return self.client.bulk(body=body)
+
     def _write(self, batch: list[tuple[_Pending, list[float]]]) -> None:
         for attempt in range(_REJECTED_RETRIES + 1):
-            response = self.client.bulk(body=self._bulk_body(batch))
+            response = self._bulk(self._bulk_body(batch))
             rejected = self._collect(
                 batch, response, last_attempt=attempt == _REJECTED_RETRIES
             )
@@ -442,7 +455,46 @@ class _Run:
 
     def embed_all(self, index: str) -> None:
         """Run the read, encode and write stages over every document of `index`."""
-        self._pipeline(self._read_pages(index))
+        for attempt in range(_SCAN_RESTARTS + 1):
+            try:
+                self._pipeline(self._read_pages(index))
+                break
+            except _ScanLost as lost:
+                if attempt == _SCAN_RESTARTS:
+                    raise OsMltError(
+                        f"reading {index!r} failed {attempt + 1} times ({lost}); if the "
+                        "scroll expired, raise OS_MLT_SCROLL_KEEP_ALIVE. Run again: "
+                        "documents already embedded are skipped"
+                    ) from lost.__cause__
+                logger.warning(
+                    "Reading %s failed (%s); scanning it again from the start, "
+                    "skipping the documents already embedded",
+                    index,
+                    lost,
+                )
+                _wait_for_cluster(self.client)
+                self._reset_for_rescan()
+        self._resolve_conflicts()
+
+    def _reset_for_rescan(self) -> None:
+        """Prepare the counts for a second pass over the whole index.
+
+        The pipeline has drained, so every write of the first pass has landed.
+        The second pass reads the documents embedded in the first as unchanged,
+        so they are subtracted from `unchanged` up front; everything else it
+        counts afresh, and it retries what failed or conflicted.
+        """
+        report = self.report
+        report.unchanged = -report.embedded
+        report.scanned = 0
+        report.pending = 0
+        report.skipped = 0
+        report.skipped_items.clear()
+        report.failed = 0
+        report.failed_items.clear()
+        self.conflicts.clear()
+
+    def _resolve_conflicts(self) -> None:
         for _ in range(_CONFLICT_ROUNDS):
             if not self.conflicts:
                 return
@@ -558,6 +610,32 @@ class _Run:
                     write_queue.put(batch)
             if self.progress is not None and count_scanned:
                 self.progress(Progress("embed", self.report.scanned, self.report.total))
+
+
+# How long a backfill waits for a cluster that stopped answering, in seconds.
+_CLUSTER_WAIT_S = 180.0
+
+
+def _wait_for_cluster(client: OpenSearch, timeout_s: float = _CLUSTER_WAIT_S) -> None:
+    """Block until the cluster answers with yellow or green health, or raise.
+
+    Raises:
+        OsMltError: The cluster did not come back within `timeout_s` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            health = client.cluster.health()
+            if health.get("status") in ("yellow", "green"):
+                return
+        except TransportConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise OsMltError(
+                f"the cluster did not answer with yellow health within {timeout_s:.0f} s; "
+                "check that it runs, then run the backfill again"
+            )
+        time.sleep(2.0)
 
 
 def _unblock_hint(index: str, reason: str) -> str:
