@@ -218,6 +218,8 @@ path.logs: {json.dumps(str(layout.logs_dir))}
 # which a small development disk reaches easily, so disk usage is ignored.
 cluster.routing.allocation.disk.threshold_enabled: false
 """
+    for key, value in sorted(settings.extra_config.items()):
+        config += f"{key}: {json.dumps(value)}\n"
     (layout.config_dir / "opensearch.yml").write_text(config, encoding="utf-8")
 
     options_dir = layout.config_dir / "jvm.options.d"

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Root's home directory is not readable by the unprivileged account that runs
@@ -51,6 +51,9 @@ class NodeSettings(BaseSettings):
             repositories.
         startup_timeout_s: Seconds to wait for the cluster to reach yellow
             health after the process starts.
+        extra_config: More `opensearch.yml` settings, such as
+            `{"thread_pool.write.queue_size": 10}`; as an environment variable,
+            a JSON object.
     """
 
     model_config = SettingsConfigDict(env_prefix="OS_MLT_NODE_")
@@ -65,6 +68,7 @@ class NodeSettings(BaseSettings):
     user: str = "os-mlt"
     maven_repository_url: str = "https://repo1.maven.org/maven2"
     startup_timeout_s: float = 180
+    extra_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("version", "knn_version")
     @classmethod
