@@ -125,7 +125,7 @@ def test_backfill_survives_node_restart(
     def run() -> None:
         try:
             outcome.append(backfill(settings, encoder=encoder))
-        except BaseException as error:  # handed to the test thread
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
             outcome.append(error)
 
     worker = threading.Thread(target=run)

@@ -1,6 +1,7 @@
 """Backfill of vectors into existing indices."""
 
-from .backfill import IndexBlockedError, Progress, backfill
+from ..errors import IndexBlockedError
+from .backfill import Progress, backfill
 from .mapping import IndexTarget, resolve_index, vector_field_mapping
 from .migrate import Migration
 from .report import BackfillReport, ItemIssue

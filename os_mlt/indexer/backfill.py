@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from opensearchpy import NotFoundError, OpenSearch, helpers
 from opensearchpy import ConnectionError as TransportConnectionError
+from opensearchpy import NotFoundError, OpenSearch, helpers
 
 from ..client import resolve_client
 from ..encoder import Encoder, document_text, text_hash
@@ -544,7 +544,7 @@ class _Run:
                     if cancelled.is_set():
                         return
                     page_queue.put(page)
-            except BaseException as error:  # handed to the caller's thread
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
                 read_errors.append(error)
             finally:
                 page_queue.put(_STOP)
@@ -560,7 +560,7 @@ class _Run:
                     continue  # drain so the encoder never blocks on a full queue
                 try:
                     self._write(batch)  # type: ignore[arg-type]
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
                     write_errors.append(error)
                     cancelled.set()
 
