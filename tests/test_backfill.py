@@ -669,3 +669,48 @@ def test_missing_text_fields_stop_before_writing(
         "properties"
     ]
     assert "embedding" not in mapping
+
+
+def test_vector_excluded_from_source(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    from os_mlt import hybrid_similar
+
+    mappings = {
+        "_source": {"excludes": ["embedding"]},
+        "properties": {
+            "title": {"type": "text"},
+            "body": {"type": "text"},
+            "size": {"type": "integer"},
+        },
+    }
+    docs = {
+        key: {**value, "size": 1}
+        for key, value in DOCUMENTS.items()
+        if key in EMBEDDABLE
+    }
+    create_index(client, index_name, docs, mappings=mappings)
+    has_vector = {"query": {"exists": {"field": "embedding"}}}
+
+    first = backfill(make_settings(), client=client, encoder=encoder)
+    client.indices.refresh(index=index_name)
+
+    assert first.embedded == len(docs)
+    assert client.count(index=index_name, body=has_vector)["count"] == len(docs)
+    result = hybrid_similar(
+        "scipy", k=2, settings=make_settings(), client=client, encoder=encoder
+    )
+    assert len(result.hits) == 2
+
+    # A partial update re-indexes the document from _source, which has no vector.
+    client.update(index=index_name, id="gimp", body={"doc": {"size": 2}}, refresh=True)
+    assert client.count(index=index_name, body=has_vector)["count"] == len(docs) - 1
+
+    second = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert second.embedded == 1
+    client.indices.refresh(index=index_name)
+    assert client.count(index=index_name, body=has_vector)["count"] == len(docs)

@@ -88,6 +88,9 @@ class _Pending:
 
 _STOP = object()
 
+# Name of the scan's query clause that matches documents without a vector.
+_NO_VECTOR = "os_mlt_no_vector"
+
 # Times a lost scroll (expired, or the node restarted) restarts the scan.
 _SCAN_RESTARTS = 3
 
@@ -286,7 +289,11 @@ class _Run:
         hits = helpers.scan(
             self.client,
             index=index,
-            query={"_source": self.source_fields, "seq_no_primary_term": True},
+            query={
+                "_source": self.source_fields,
+                "seq_no_primary_term": True,
+                "query": self._scan_query(),
+            },
             size=self.settings.scan_batch_size,
             scroll=self.settings.scroll_keep_alive,
         )
@@ -301,6 +308,24 @@ class _Run:
             raise _ScanLost(f"{type(error).__name__}: {error}") from error
         if page:
             yield page
+
+    def _scan_query(self) -> dict[str, Any]:
+        """Match every document, and name those without an indexed vector.
+
+        The name shows up in each hit's `matched_queries`, so a document whose
+        meta object matches but whose vector is gone (for example after a
+        partial update of an index whose mapping leaves the vector out of
+        `_source`) is embedded again.
+        """
+        missing = {"exists": {"field": self.settings.vector_field}}
+        return {
+            "bool": {
+                "should": [
+                    {"bool": {"must_not": [missing], "_name": _NO_VECTOR}},
+                    {"match_all": {}},
+                ]
+            }
+        }
 
     # Stage 2: select and encode.
 
@@ -321,6 +346,7 @@ class _Run:
         if (
             meta.get("text_sha256") == digest
             and meta.get("model") == self.encoder.identity
+            and _NO_VECTOR not in hit.get("matched_queries", ())
         ):
             self.report.unchanged += 1
             return None

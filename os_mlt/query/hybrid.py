@@ -155,12 +155,10 @@ def hybrid_similar(
         else {"excludes": [settings.vector_field, settings.meta_field]}
     )
 
-    lookup_body = build_lookup(doc_id, [settings.vector_field, *settings.text_fields])
+    lookup_fields = [settings.vector_field, settings.meta_field, *settings.text_fields]
+    lookup_body = build_lookup(doc_id, lookup_fields)
     try:
-        example = _fetch_example(
-            client, name, doc_id, lookup_body, settings.vector_field
-        )
-        vector = example["_source"][settings.vector_field]
+        example = _fetch_example(client, name, doc_id, lookup_body)
     except TransportError as error:
         if not isinstance(error.status_code, int) or error.status_code < 500:
             raise
@@ -174,8 +172,11 @@ def hybrid_similar(
             name,
             error.error,
         )
-        lookup_body = build_lookup(doc_id, [settings.meta_field, *settings.text_fields])
-        example = _fetch_example(client, name, doc_id, lookup_body, settings.meta_field)
+        lookup_body = build_lookup(doc_id, lookup_fields[1:])
+        example = _fetch_example(client, name, doc_id, lookup_body)
+    vector = example["_source"].get(settings.vector_field)
+    if not vector:
+        # The vector is unreadable, or the mapping leaves it out of _source.
         vector = _encode_example(example, settings, encoder)
 
     knn_body = build_knn_search(
@@ -209,7 +210,7 @@ def hybrid_similar(
 
 
 def _fetch_example(
-    client: OpenSearch, index: str, doc_id: str, body: dict[str, Any], vector_field: str
+    client: OpenSearch, index: str, doc_id: str, body: dict[str, Any]
 ) -> dict[str, Any]:
     response = client.search(index=index, body=body)
     hits = response["hits"]["hits"]
@@ -225,26 +226,32 @@ def _fetch_example(
             "name one concrete index with --index"
         )
     hit: dict[str, Any] = hits[0]
-    if not hit.get("_source", {}).get(vector_field):
-        raise VectorMissingError(
-            f"document {doc_id!r} in {hit['_index']!r} has no vector in {vector_field!r}; "
-            "run `os-mlt backfill` on the index first"
-        )
     return hit
 
 
 def _encode_example(
     example: dict[str, Any], settings: Settings, encoder: Encoder | None
 ) -> list[float]:
-    encoder = encoder or Encoder(settings.model, device=settings.device)
-    text = document_text(example["_source"], settings.text_fields)
+    """Encode the example's text when its stored vector cannot be read.
+
+    Raises:
+        VectorMissingError: The backfill has not embedded the document, or
+            embedded it with another model.
+    """
     meta = example["_source"].get(settings.meta_field) or {}
+    if not meta:
+        raise VectorMissingError(
+            f"document {example['_id']!r} in {example['_index']!r} has no vector in "
+            f"{settings.vector_field!r}; run `os-mlt backfill` on the index first"
+        )
+    encoder = encoder or Encoder(settings.model, device=settings.device)
     if meta.get("model") != encoder.identity:
         raise VectorMissingError(
             f"the vector of {example['_id']!r} cannot be read, and it was made by "
             f"{meta.get('model')!r}, not by the configured model {encoder.identity!r}; "
             "run `os-mlt backfill` with the configured model"
         )
+    text = document_text(example["_source"], settings.text_fields)
     vector: list[float] = encoder.encode([text])[0].tolist()
     return vector
 
