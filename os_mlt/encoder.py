@@ -222,7 +222,8 @@ class Encoder:
             return np.zeros((0, self.dimension), dtype=np.float32), 0
         tokenizer = self.model.tokenizer
         window = max(1, self.max_seq_length - 2)
-        token_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        # verbose=False: long texts are expected here and split below.
+        token_ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
 
         pieces: list[str] = []
         owners: list[int] = []

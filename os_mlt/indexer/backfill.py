@@ -13,7 +13,6 @@ matches its final text.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
+from numpy.typing import NDArray
 from opensearchpy import ConnectionError as TransportConnectionError
 from opensearchpy import NotFoundError, OpenSearch, helpers
 
@@ -87,6 +88,9 @@ class _Pending:
 
 
 _STOP = object()
+
+# Parts of a _bulk response the backfill reads; the rest is not sent back.
+_BULK_FILTER = "items.*.status,items.*.error"
 
 # Name of the scan's query clause that matches documents without a vector.
 _NO_VECTOR = "os_mlt_no_vector"
@@ -360,13 +364,13 @@ class _Run:
             text_sha256=digest,
         )
 
-    def _encode(self, pending: list[_Pending]) -> list[tuple[_Pending, list[float]]]:
+    def _encode(self, pending: list[_Pending]) -> list[tuple[_Pending, NDArray[np.float32]]]:
         vectors, long_texts = self.encoder.encode_counting_long(
             [item.text for item in pending]
         )
         self.report.long_texts += long_texts
         norms = np.linalg.norm(vectors, axis=1)
-        batch: list[tuple[_Pending, list[float]]] = []
+        batch: list[tuple[_Pending, NDArray[np.float32]]] = []
         for item, vector, norm in zip(pending, vectors, norms, strict=True):
             # Cosine space rejects a zero vector, and NaN would poison the graph.
             if not np.isfinite(norm) or norm == 0:
@@ -378,13 +382,15 @@ class _Run:
                     )
                 )
                 continue
-            batch.append((item, vector.tolist()))
+            batch.append((item, vector))
         return batch
 
     # Stage 3: write.
 
-    def _bulk_body(self, batch: list[tuple[_Pending, list[float]]]) -> str:
-        lines: list[str] = []
+    def _bulk_body(self, batch: list[tuple[_Pending, NDArray[np.float32]]]) -> bytes:
+        # orjson writes float32 arrays in their shortest form, about half the
+        # bytes of json.dumps on a list of Python floats, and several times faster.
+        lines: list[bytes] = []
         for item, vector in batch:
             action: dict[str, Any] = {
                 "_index": item.index,
@@ -401,22 +407,22 @@ class _Run:
                     "text_sha256": item.text_sha256,
                 },
             }
-            lines.append(json.dumps({"update": action}))
-            lines.append(json.dumps({"doc": doc}))
-        return "\n".join(lines) + "\n"
+            lines.append(orjson.dumps({"update": action}))
+            lines.append(orjson.dumps({"doc": doc}, option=orjson.OPT_SERIALIZE_NUMPY))
+        return b"\n".join(lines) + b"\n"
 
-    def _bulk(self, body: str) -> Any:
+    def _bulk(self, body: bytes) -> Any:
         """Send one `_bulk` request, waiting out a cluster that is restarting."""
         try:
-            return self.client.bulk(body=body)
+            return self.client.bulk(body=body, filter_path=_BULK_FILTER)
         except TransportConnectionError as error:
             logger.warning("Bulk request failed (%s); waiting for the cluster", error)
             _wait_for_cluster(self.client)
             # Updates that landed before the failure now conflict on if_seq_no
             # and are read again, so resending the whole batch is safe.
-            return self.client.bulk(body=body)
+            return self.client.bulk(body=body, filter_path=_BULK_FILTER)
 
-    def _write(self, batch: list[tuple[_Pending, list[float]]]) -> None:
+    def _write(self, batch: list[tuple[_Pending, NDArray[np.float32]]]) -> None:
         for attempt in range(_REJECTED_RETRIES + 1):
             response = self._bulk(self._bulk_body(batch))
             rejected = self._collect(
@@ -437,13 +443,13 @@ class _Run:
 
     def _collect(
         self,
-        batch: list[tuple[_Pending, list[float]]],
+        batch: list[tuple[_Pending, NDArray[np.float32]]],
         response: Mapping[str, Any],
         *,
         last_attempt: bool,
-    ) -> list[tuple[_Pending, list[float]]]:
+    ) -> list[tuple[_Pending, NDArray[np.float32]]]:
         """Record the outcome of each bulk item; return those to retry after a 429."""
-        rejected: list[tuple[_Pending, list[float]]] = []
+        rejected: list[tuple[_Pending, NDArray[np.float32]]] = []
         for (item, vector), result in zip(batch, response["items"], strict=True):
             outcome = result["update"]
             status = int(outcome.get("status", 500))
