@@ -453,3 +453,21 @@ def test_large_k_raises_candidates(hybrid_index: Settings, client: OpenSearch) -
     result = hybrid_similar("scipy", k=200, settings=hybrid_index, client=client)
     assert len(result.hits) == ALL_OTHERS
     assert result.requests[1].body["query"]["knn"]["embedding"]["k"] == 200
+
+
+def test_alias_over_two_indices(
+    client: OpenSearch, encoder: Encoder, index_name: str, opensearch_url: str
+) -> None:
+    first = {key: DOCUMENTS[key] for key in ("scipy", "numpy", "gimp")}
+    second = {key: DOCUMENTS[key] for key in ("sympy", "inkscape", "vlc")}
+    create_index(client, f"{index_name}-a", first)
+    create_index(client, f"{index_name}-b", second)
+    client.indices.put_alias(index=f"{index_name}-a,{index_name}-b", name=index_name)
+    settings = Settings(hosts=[opensearch_url], index=index_name)
+
+    report = backfill(settings, client=client, encoder=encoder)
+    result = hybrid_similar("scipy", k=5, settings=settings, client=client)
+
+    assert report.embedded == 6
+    assert {hit.index for hit in result.hits} == {f"{index_name}-a", f"{index_name}-b"}
+    assert _ids(result)[0] in {"numpy", "sympy"}
