@@ -182,6 +182,9 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         settings=settings,
         num_candidates=args.num_candidates,
         source_fields=fields,
+        fusion=args.fusion,
+        rank_constant=args.rank_constant,
+        weights=_parse_weights(args.weights),
     )
     if args.dsl:
         # With --json the searches go to stderr, so stdout stays valid JSON.
@@ -202,6 +205,22 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         shown = fields or [field for field in settings.text_fields[:1]]
         print_similar(result, shown)
     return 0
+
+
+def _parse_weights(text: str | None) -> dict[str, float] | None:
+    """Read `knn=0.7,bm25=0.3` into a dict."""
+    if not text:
+        return None
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError as error:
+            raise ConfigurationError(
+                f"weight {part!r} is not NAME=NUMBER; write e.g. --weights knn=0.7,bm25=0.3"
+            ) from error
+    return weights
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
@@ -377,6 +396,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100,
         help="hits per component before fusion (default 100)",
+    )
+    similar.add_argument(
+        "--fusion",
+        choices=["rrf", "min_max", "z_score", "l2"],
+        default="rrf",
+        help="rrf fuses ranks; the others normalize scores and take a weighted mean",
+    )
+    similar.add_argument(
+        "--rank-constant", type=int, default=60, help="RRF constant (default 60)"
+    )
+    similar.add_argument(
+        "--weights", help="score fusion weights, e.g. knn=0.7,bm25=0.3"
     )
     similar.add_argument(
         "--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools"

@@ -223,7 +223,9 @@ class Encoder:
         tokenizer = self.model.tokenizer
         window = max(1, self.max_seq_length - 2)
         # verbose=False: long texts are expected here and split below.
-        token_ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        token_ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)[
+            "input_ids"
+        ]
 
         pieces: list[str] = []
         owners: list[int] = []

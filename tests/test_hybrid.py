@@ -471,3 +471,43 @@ def test_alias_over_two_indices(
     assert report.embedded == 6
     assert {hit.index for hit in result.hits} == {f"{index_name}-a", f"{index_name}-b"}
     assert _ids(result)[0] in {"numpy", "sympy"}
+
+
+@pytest.mark.parametrize("fusion", ["min_max", "z_score", "l2"])
+def test_score_fusion_breakdown(
+    hybrid_index: Settings, client: OpenSearch, fusion: str
+) -> None:
+    result = hybrid_similar(
+        "nginx",
+        k=5,
+        fusion=fusion,
+        weights={"knn": 2.0, "bm25": 1.0},  # type: ignore[arg-type]
+        settings=hybrid_index,
+        client=client,
+    )
+    assert len(result.hits) == 5
+    assert result.hits[0].id == "apache2"
+    for hit in result.hits:
+        assert (
+            hit.knn_normalized is not None
+        )  # every other document is a k-NN candidate
+        if hit.bm25_normalized is not None:
+            expected = (2.0 * hit.knn_normalized + hit.bm25_normalized) / 3
+            assert hit.score == pytest.approx(expected)
+    scores = [hit.score for hit in result.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_unknown_fusion_and_weights_raise(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    with pytest.raises(ConfigurationError, match="fusion 'max'"):
+        hybrid_similar("scipy", fusion="max", settings=hybrid_index, client=client)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="unknown components"):
+        hybrid_similar(
+            "scipy",
+            fusion="min_max",
+            weights={"vector": 1.0},
+            settings=hybrid_index,
+            client=client,
+        )

@@ -364,7 +364,9 @@ class _Run:
             text_sha256=digest,
         )
 
-    def _encode(self, pending: list[_Pending]) -> list[tuple[_Pending, NDArray[np.float32]]]:
+    def _encode(
+        self, pending: list[_Pending]
+    ) -> list[tuple[_Pending, NDArray[np.float32]]]:
         vectors, long_texts = self.encoder.encode_counting_long(
             [item.text for item in pending]
         )

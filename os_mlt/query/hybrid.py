@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from opensearchpy import OpenSearch, TransportError
 
@@ -21,7 +21,7 @@ from ..errors import (
 from ..settings import Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
-from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion
+from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion, score_fusion
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ DEFAULT_NUM_CANDIDATES = 100
 
 # The k-NN plugin rejects a `knn` query with k above 10,000.
 MAX_NUM_CANDIDATES = 10_000
+
+Fusion = Literal["rrf", "min_max", "z_score", "l2"]
+FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")
 
 KNN = "knn"
 BM25 = "bm25"
@@ -63,6 +66,8 @@ class SimilarHit:
         bm25_rank: 1-based rank in the `more_like_this` candidates, None if absent.
         bm25_score: The BM25 `_score`, None if absent.
         source: The requested `_source` fields.
+        knn_normalized: The normalized k-NN score under score fusion, else None.
+        bm25_normalized: The normalized BM25 score under score fusion, else None.
     """
 
     id: str
@@ -73,6 +78,8 @@ class SimilarHit:
     bm25_rank: int | None
     bm25_score: float | None
     source: dict[str, Any] = field(default_factory=dict)
+    knn_normalized: float | None = None
+    bm25_normalized: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,9 @@ def hybrid_similar(
     client: OpenSearch | None = None,
     index: str | None = None,
     num_candidates: int | None = None,
+    fusion: Fusion = "rrf",
     rank_constant: int = DEFAULT_RANK_CONSTANT,
+    weights: Mapping[str, float] | None = None,
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
     encoder: Encoder | None = None,
@@ -119,7 +128,11 @@ def hybrid_similar(
         index: Index or alias, overriding `settings.index`.
         num_candidates: Hits each component returns for the fusion, from `k` to
             10,000 (the k-NN plugin's maximum); None means the larger of 100 and `k`.
+        fusion: `rrf` fuses ranks; `min_max`, `z_score` and `l2` normalize each
+            component's scores that way and take their weighted mean.
         rank_constant: The RRF constant.
+        weights: Score fusion weights by component, `knn` and `bm25`; 1.0 each
+            when not given. RRF ignores them.
         source_fields: `_source` fields returned per hit; None returns all but
             the vector and its meta object.
         mlt_params: Overrides of the `more_like_this` parameters.
@@ -135,6 +148,15 @@ def hybrid_similar(
     name = index or settings.require_index()
     if k < 1:
         raise ConfigurationError(f"k must be at least 1, got {k}")
+    if fusion not in FUSIONS:
+        raise ConfigurationError(
+            f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}"
+        )
+    unknown = set(weights or {}) - {KNN, BM25}
+    if unknown:
+        raise ConfigurationError(
+            f"weights name unknown components {sorted(unknown)}; use {KNN!r} and {BM25!r}"
+        )
     if num_candidates is None:
         num_candidates = max(DEFAULT_NUM_CANDIDATES, k)
     if num_candidates < k:
@@ -200,7 +222,14 @@ def hybrid_similar(
     )
     knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
 
-    hits = _fuse(knn_hits, mlt_hits, k=k, rank_constant=rank_constant)
+    hits = _fuse(
+        knn_hits,
+        mlt_hits,
+        k=k,
+        fusion=fusion,
+        rank_constant=rank_constant,
+        weights=weights,
+    )
     requests = [
         SearchRequest(f"Look up {doc_id}: its vector and text", name, lookup_body),
         SearchRequest(f"k-NN: nearest neighbours of {doc_id}'s vector", name, knn_body),
@@ -283,7 +312,9 @@ def _fuse(
     mlt_hits: list[dict[str, Any]],
     *,
     k: int,
+    fusion: Fusion,
     rank_constant: int,
+    weights: Mapping[str, float] | None,
 ) -> list[SimilarHit]:
     by_id: dict[str, dict[str, Any]] = {}
     scores: dict[str, dict[str, float]] = {}
@@ -291,10 +322,23 @@ def _fuse(
         for hit in hits:
             by_id.setdefault(hit["_id"], hit)
             scores.setdefault(hit["_id"], {})[name] = float(hit["_score"])
-    fused = reciprocal_rank_fusion(
-        {KNN: [hit["_id"] for hit in knn_hits], BM25: [hit["_id"] for hit in mlt_hits]},
-        rank_constant=rank_constant,
-    )
+    if fusion == "rrf":
+        fused = reciprocal_rank_fusion(
+            {
+                KNN: [hit["_id"] for hit in knn_hits],
+                BM25: [hit["_id"] for hit in mlt_hits],
+            },
+            rank_constant=rank_constant,
+        )
+    else:
+        fused = score_fusion(
+            {
+                KNN: [(hit["_id"], float(hit["_score"])) for hit in knn_hits],
+                BM25: [(hit["_id"], float(hit["_score"])) for hit in mlt_hits],
+            },
+            normalization=fusion,
+            weights=weights,
+        )
     results: list[SimilarHit] = []
     for item in fused[:k]:
         hit = by_id[item.id]
@@ -308,6 +352,8 @@ def _fuse(
                 bm25_rank=item.ranks.get(BM25),
                 bm25_score=scores[item.id].get(BM25),
                 source=hit.get("_source", {}),
+                knn_normalized=item.normalized.get(KNN),
+                bm25_normalized=item.normalized.get(BM25),
             )
         )
     return results
