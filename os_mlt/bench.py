@@ -56,7 +56,7 @@ def _load_bench_index(
 
 
 def bench_backfill(
-    target: BenchTarget, *, keep_index: bool = False
+    target: BenchTarget, *, keep_as: str | None = None
 ) -> dict[str, float]:
     """Measure encode and backfill throughput on the same texts; print and return the figures."""
     records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
@@ -73,7 +73,7 @@ def bench_backfill(
         f"model.encode: {len(texts)} texts in {encode_s:.1f} s = {encode_rate:.1f} texts/s"
     )
 
-    alias = f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
+    alias = keep_as or f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
     settings = Settings(hosts=target.hosts, index=alias)
     client = make_client(settings)
     _load_bench_index(client, records, alias)
@@ -97,12 +97,21 @@ def bench_backfill(
         client.indices.refresh(index=alias)
         rerun = backfill(settings, client=client, encoder=encoder)
         fraction = rerun.seconds / report.seconds
+        if keep_as is not None:
+            # Put the original titles back, so the kept index holds the corpus as it is.
+            for position in changed:
+                record = records[position]
+                client.update(
+                    index=alias, id=str(record["id"]), body={"doc": {"title": record.get("title")}}
+                )
+            client.indices.refresh(index=alias)
+            backfill(settings, client=client, encoder=encoder)
         console.print(
             f"re-run after {len(changed)} changes: embedded {rerun.embedded}, "
             f"{rerun.seconds:.1f} s = {fraction:.3f} of the full backfill"
         )
     finally:
-        if not keep_index:
+        if keep_as is None:
             client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
 
     ratio = backfill_rate / encode_rate

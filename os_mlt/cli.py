@@ -315,7 +315,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         hosts=hosts, corpus=Path(args.corpus), limit=args.limit or None
     )
     if args.kind == "backfill":
-        bench.bench_backfill(target)
+        bench.bench_backfill(target, keep_as=args.keep_index)
     else:
         bench.bench_query(target, queries=args.queries)
     return 0
@@ -512,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries timed per system (bench query)",
     )
     bench.add_argument("--hosts", help="cluster URLs; default: a local node on --port")
+    bench.add_argument(
+        "--keep-index", metavar="NAME", help="bench backfill: keep the index under this alias"
+    )
     bench.add_argument(
         "--port", type=int, default=9200, help="HTTP port of the local node"
     )
