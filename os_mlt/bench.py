@@ -102,7 +102,9 @@ def bench_backfill(
             for position in changed:
                 record = records[position]
                 client.update(
-                    index=alias, id=str(record["id"]), body={"doc": {"title": record.get("title")}}
+                    index=alias,
+                    id=str(record["id"]),
+                    body={"doc": {"title": record.get("title")}},
                 )
             client.indices.refresh(index=alias)
             backfill(settings, client=client, encoder=encoder)

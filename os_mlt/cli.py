@@ -346,6 +346,51 @@ def _cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judgments(args: argparse.Namespace) -> int:
+    from .evaluation import build_jsonl_judgments, write_judgments
+
+    judgments = build_jsonl_judgments(
+        Path(args.corpus),
+        queries=args.queries,
+        seed=args.seed,
+        min_tags=args.min_tags,
+        tag_field=args.tag_field,
+        group_field=args.group_field or None,
+    )
+    write_judgments(Path(args.out), judgments)
+    console.print(f"Wrote {len(judgments)} judgments to {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .client import make_client
+    from .evaluation import METRICS, evaluate, read_judgments
+
+    settings = _settings(args)
+    settings.require_index()
+    judgments = read_judgments(Path(args.judgments))
+    results = evaluate(
+        judgments,
+        settings=settings,
+        client=make_client(settings),
+        num_candidates=args.num_candidates,
+        rank_constant=args.rank_constant,
+        weights=_parse_weights(args.weights),
+    )
+    table = Table(title=f"{len(judgments)} queries on {settings.index}")
+    table.add_column("system")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for system, scores in results.items():
+        table.add_row(system, *(f"{scores[metric]:.4f}" for metric in METRICS))
+    console.print(table)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(results, indent=2) + "\n", encoding="utf-8"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `os-mlt`."""
     parser = argparse.ArgumentParser(
@@ -464,6 +509,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
 
+    judgments = commands.add_parser(
+        "judgments",
+        help="build graded judgments from the tag overlap of a JSON-lines corpus",
+    )
+    judgments.add_argument(
+        "corpus", help=".jsonl or .jsonl.gz file with id and a tag list"
+    )
+    judgments.add_argument(
+        "--out", required=True, help="judgments file to write (JSON lines)"
+    )
+    judgments.add_argument(
+        "--queries", type=int, default=500, help="query documents (default 500)"
+    )
+    judgments.add_argument(
+        "--seed", type=int, default=13, help="seed of the query sample"
+    )
+    judgments.add_argument(
+        "--min-tags", type=int, default=3, help="tags a query needs (default 3)"
+    )
+    judgments.add_argument(
+        "--tag-field", default="tags", help="list field compared (default tags)"
+    )
+    judgments.add_argument(
+        "--group-field",
+        default="source",
+        help="documents sharing this field's value with the query are excluded (default source)",
+    )
+    judgments.set_defaults(handler=_cmd_judgments)
+
+    evaluation = commands.add_parser(
+        "eval", help="score BM25, k-NN and hybrid rankings against a judgments file"
+    )
+    _add_connection_options(evaluation)
+    evaluation.add_argument(
+        "judgments", help="judgments file, as written by os-mlt judgments"
+    )
+    evaluation.add_argument(
+        "--json", metavar="FILE", help="also write the scores as JSON"
+    )
+    evaluation.add_argument(
+        "--num-candidates",
+        type=int,
+        default=100,
+        help="hits per component (default 100)",
+    )
+    evaluation.add_argument(
+        "--rank-constant", type=int, default=60, help="RRF constant"
+    )
+    evaluation.add_argument(
+        "--weights", help="score fusion weights, e.g. knn=0.7,bm25=0.3"
+    )
+    evaluation.set_defaults(handler=_cmd_eval)
+
     templates = commands.add_parser(
         "templates",
         help="install index templates that give new indices the vector field",
@@ -513,7 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--hosts", help="cluster URLs; default: a local node on --port")
     bench.add_argument(
-        "--keep-index", metavar="NAME", help="bench backfill: keep the index under this alias"
+        "--keep-index",
+        metavar="NAME",
+        help="bench backfill: keep the index under this alias",
     )
     bench.add_argument(
         "--port", type=int, default=9200, help="HTTP port of the local node"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from opensearchpy import OpenSearch
@@ -118,3 +120,46 @@ def test_debian_filters_on_real_fields(
     for hit in result.hits:
         assert hit.source["section"] == "science"
         assert hit.source["installed_size_kb"] < 5000
+
+
+def test_debian_eval_scores_every_system(
+    debian: DebianSample, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from os_mlt.cli import main
+    from os_mlt.evaluation import SYSTEMS, build_tag_judgments, write_judgments
+
+    records = sample_jsonl(
+        DEBIAN_CORPUS,
+        limit=SAMPLE_SIZE - len(debian.biology),
+        seed=13,
+        include_ids=debian.biology,
+    )
+    judgments_file = tmp_path / "judgments.jsonl"
+    write_judgments(judgments_file, build_tag_judgments(records, queries=60, seed=13))
+    scores_file = tmp_path / "scores.json"
+    assert debian.settings.index is not None
+
+    status = main(
+        [
+            "eval",
+            str(judgments_file),
+            "--hosts",
+            debian.settings.hosts[0],
+            "--index",
+            debian.settings.index,
+            "--json",
+            str(scores_file),
+        ]
+    )
+
+    assert status == 0
+    scores = json.loads(scores_file.read_text())
+    assert set(scores) == set(SYSTEMS)
+    for system, metrics in scores.items():
+        assert set(metrics) == {"ndcg@10", "p@10", "r@100"}
+        assert all(0.0 <= value <= 1.0 for value in metrics.values()), system
+    print({system: round(metrics["ndcg@10"], 3) for system, metrics in scores.items()})
+    # Fusing both rankings beats the weaker of them on the same candidates.
+    weaker = min(scores["bm25"]["ndcg@10"], scores["knn"]["ndcg@10"])
+    assert scores["hybrid-rrf"]["ndcg@10"] > weaker
+    assert "hybrid-rrf" in capsys.readouterr().out
