@@ -28,6 +28,7 @@ from .query import (
     hybrid_similar,
     parse_filter,
     reciprocal_rank_fusion,
+    similar_to_text,
 )
 from .settings import Settings
 
@@ -60,4 +61,5 @@ __all__ = [
     "make_client",
     "parse_filter",
     "reciprocal_rank_fusion",
+    "similar_to_text",
 ]

@@ -142,7 +142,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 def print_similar(result: Any, fields: Sequence[str]) -> None:
     """Print the hits of a `SimilarResult` as a table."""
-    table = Table(title=f"Documents like {result.doc_id}", show_lines=False)
+    table = Table(title=f"Documents like {result.doc_id or 'the text'}", show_lines=False)
     table.add_column("#", justify="right", min_width=2, no_wrap=True)
     table.add_column("id", no_wrap=True)
     table.add_column("rrf", justify="right", no_wrap=True)
@@ -171,13 +171,33 @@ def _format_value(value: Any) -> str:
 
 
 def _cmd_similar(args: argparse.Namespace) -> int:
-    from .query import hybrid_similar
+    from .query import hybrid_similar, similar_to_text
 
     settings = _settings(args)
     fields = [field for field in (args.fields or "").split(",") if field] or None
+    if args.text is not None:
+        if args.doc_id is not None:
+            raise ConfigurationError("give a document id or --text, not both")
+        result = similar_to_text(
+            args.text,
+            k=args.k,
+            offset=args.offset,
+            filters=args.filter or None,
+            settings=settings,
+            num_candidates=args.num_candidates,
+            source_fields=fields,
+            fusion=args.fusion,
+            rank_constant=args.rank_constant,
+            weights=_parse_weights(args.weights),
+        )
+        return _print_result(args, settings, result, fields)
+    if args.doc_id is None:
+        raise ConfigurationError("give a document id, or --text with words to match")
     result = hybrid_similar(
         args.doc_id,
         k=args.k,
+        offset=args.offset,
+        id_field=args.id_field,
         filters=args.filter or None,
         settings=settings,
         num_candidates=args.num_candidates,
@@ -186,6 +206,12 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         rank_constant=args.rank_constant,
         weights=_parse_weights(args.weights),
     )
+    return _print_result(args, settings, result, fields)
+
+
+def _print_result(
+    args: argparse.Namespace, settings: Settings, result: Any, fields: list[str] | None
+) -> int:
     if args.dsl:
         # With --json the searches go to stderr, so stdout stays valid JSON.
         target = errors if args.json else console
@@ -427,7 +453,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     similar = commands.add_parser("similar", help="find documents like one document")
     _add_connection_options(similar)
-    similar.add_argument("doc_id", help="_id of the example document")
+    similar.add_argument("doc_id", nargs="?", help="_id of the example document")
+    similar.add_argument(
+        "--text", help="find documents like this text instead of a document"
+    )
+    similar.add_argument(
+        "--id-field", help="look the id up in this field (a business key)"
+    )
+    similar.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="fused hits to skip, for paging (default 0)",
+    )
     similar.add_argument("-k", type=int, default=10, help="hits to return (default 10)")
     similar.add_argument(
         "--filter",

@@ -511,3 +511,73 @@ def test_unknown_fusion_and_weights_raise(
             settings=hybrid_index,
             client=client,
         )
+
+
+def test_pages_come_from_one_pool(hybrid_index: Settings, client: OpenSearch) -> None:
+    whole = hybrid_similar(
+        "scipy", k=8, num_candidates=20, settings=hybrid_index, client=client
+    )
+    first = hybrid_similar(
+        "scipy", k=4, num_candidates=20, settings=hybrid_index, client=client
+    )
+    second = hybrid_similar(
+        "scipy", k=4, offset=4, num_candidates=20, settings=hybrid_index, client=client
+    )
+    assert _ids(first) + _ids(second) == _ids(whole)
+    with pytest.raises(ConfigurationError, match="at least offset \\+ k"):
+        hybrid_similar(
+            "scipy",
+            k=4,
+            offset=18,
+            num_candidates=20,
+            settings=hybrid_index,
+            client=client,
+        )
+
+
+def test_lookup_by_business_key(
+    client: OpenSearch, encoder: Encoder, index_name: str, opensearch_url: str
+) -> None:
+    docs = {
+        f"doc-{n}": {**DOCUMENTS[key], "sku": f"SKU-{key}"}
+        for n, key in enumerate(DOCUMENTS)
+    }
+    mappings = {
+        "properties": {
+            "title": {"type": "text"},
+            "body": {"type": "text"},
+            "sku": {"type": "keyword"},
+        }
+    }
+    create_index(client, index_name, docs, mappings=mappings)
+    settings = Settings(hosts=[opensearch_url], index=index_name)
+    backfill(settings, client=client, encoder=encoder)
+
+    result = hybrid_similar(
+        "SKU-vlc", k=1, id_field="sku", settings=settings, client=client
+    )
+
+    assert result.hits[0].source["sku"] == "SKU-mpv"
+    assert result.doc_id == f"doc-{list(DOCUMENTS).index('vlc')}"
+    with pytest.raises(DocumentNotFoundError):
+        hybrid_similar("SKU-none", id_field="sku", settings=settings, client=client)
+
+
+def test_similar_to_text(
+    hybrid_index: Settings, client: OpenSearch, encoder: Encoder
+) -> None:
+    from os_mlt import similar_to_text
+
+    result = similar_to_text(
+        "web server for HTTP",
+        k=2,
+        settings=hybrid_index,
+        client=client,
+        encoder=encoder,
+    )
+    assert set(_ids(result)) == {"nginx", "apache2"}
+    assert result.requests[1].body["query"]["bool"]["must"][0]["more_like_this"][
+        "like"
+    ] == ["web server for HTTP"]
+    with pytest.raises(ConfigurationError, match="the text is empty"):
+        similar_to_text("  ", settings=hybrid_index, client=client, encoder=encoder)

@@ -18,7 +18,13 @@ from .filters import (
     parse_filter,
 )
 from .fusion import DEFAULT_RANK_CONSTANT, FusedItem, reciprocal_rank_fusion
-from .hybrid import SearchRequest, SimilarHit, SimilarResult, hybrid_similar
+from .hybrid import (
+    SearchRequest,
+    SimilarHit,
+    SimilarResult,
+    hybrid_similar,
+    similar_to_text,
+)
 
 __all__ = [
     "DEFAULT_MLT_PARAMS",
@@ -41,4 +47,5 @@ __all__ = [
     "hybrid_similar",
     "parse_filter",
     "reciprocal_rank_fusion",
+    "similar_to_text",
 ]

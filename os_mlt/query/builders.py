@@ -39,14 +39,16 @@ def _bool_filter(
     return clauses
 
 
-def build_lookup(doc_id: str, fields: Sequence[str]) -> dict[str, Any]:
-    """Return the search that fetches one document's vector and text by `_id`."""
-    return {
-        "size": 2,
-        "_source": list(fields),
-        "seq_no_primary_term": False,
-        "query": {"ids": {"values": [doc_id]}},
-    }
+def build_lookup(
+    doc_id: str, fields: Sequence[str], *, id_field: str | None = None
+) -> dict[str, Any]:
+    """Return the search that fetches one document's vector and text.
+
+    The document is found by `_id`, or by a `term` query on `id_field`. Two
+    hits are requested so that an ambiguous id can be reported.
+    """
+    query = {"term": {id_field: doc_id}} if id_field else {"ids": {"values": [doc_id]}}
+    return {"size": 2, "_source": list(fields), "query": query}
 
 
 def build_knn_search(
@@ -74,7 +76,7 @@ def build_knn_search(
 
 def build_mlt_search(
     text_fields: Sequence[str],
-    like: Sequence[Mapping[str, Any]],
+    like: Sequence[Mapping[str, Any] | str],
     *,
     size: int,
     filters: Sequence[Mapping[str, Any]] = (),
@@ -87,7 +89,8 @@ def build_mlt_search(
 
     Args:
         text_fields: Fields whose terms are compared.
-        like: Documents given as `{"_index": ..., "_id": ...}` or `{"doc": {...}}`.
+        like: Documents given as `{"_index": ..., "_id": ...}` or `{"doc": {...}}`,
+            or free texts.
         size: Hits to return.
         filters: Clauses every hit must match.
         must_not: Clauses no hit may match.
@@ -97,7 +100,7 @@ def build_mlt_search(
     """
     mlt = {
         "fields": list(text_fields),
-        "like": [dict(item) for item in like],
+        "like": [item if isinstance(item, str) else dict(item) for item in like],
         **DEFAULT_MLT_PARAMS,
         **(mlt_params or {}),
     }

@@ -104,6 +104,8 @@ def hybrid_similar(
     client: OpenSearch | None = None,
     index: str | None = None,
     num_candidates: int | None = None,
+    offset: int = 0,
+    id_field: str | None = None,
     fusion: Fusion = "rrf",
     rank_constant: int = DEFAULT_RANK_CONSTANT,
     weights: Mapping[str, float] | None = None,
@@ -126,7 +128,11 @@ def hybrid_similar(
         settings: Connection, index and field settings; defaults read `OS_MLT_*`.
         client: An existing client to use instead of one built from `settings`.
         index: Index or alias, overriding `settings.index`.
-        num_candidates: Hits each component returns for the fusion, from `k` to
+        offset: Fused hits to skip, for paging. Every page comes from the same
+            `num_candidates` per component, so pages do not overlap or reorder.
+        id_field: Field that holds `doc_id` as a business key, such as `sku`;
+            None looks `doc_id` up as the `_id`.
+        num_candidates: Hits each component returns for the fusion, from `offset + k` to
             10,000 (the k-NN plugin's maximum); None means the larger of 100 and `k`.
         fusion: `rrf` fuses ranks; `min_max`, `z_score` and `l2` normalize each
             component's scores that way and take their weighted mean.
@@ -146,39 +152,14 @@ def hybrid_similar(
     """
     settings = settings or Settings()
     name = index or settings.require_index()
-    if k < 1:
-        raise ConfigurationError(f"k must be at least 1, got {k}")
-    if fusion not in FUSIONS:
-        raise ConfigurationError(
-            f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}"
-        )
-    unknown = set(weights or {}) - {KNN, BM25}
-    if unknown:
-        raise ConfigurationError(
-            f"weights name unknown components {sorted(unknown)}; use {KNN!r} and {BM25!r}"
-        )
-    if num_candidates is None:
-        num_candidates = max(DEFAULT_NUM_CANDIDATES, k)
-    if num_candidates < k:
-        raise ConfigurationError(
-            f"num_candidates ({num_candidates}) must be at least k ({k}); "
-            "raise num_candidates (CLI: --num-candidates)"
-        )
-    if num_candidates > MAX_NUM_CANDIDATES:
-        raise ConfigurationError(
-            f"num_candidates ({num_candidates}) is above {MAX_NUM_CANDIDATES}, the largest k "
-            "the k-NN plugin accepts; lower num_candidates or k"
-        )
+    num_candidates = _check_window(k, offset, num_candidates)
+    _check_fusion(fusion, weights)
     client = resolve_client(client, settings)
     positive, negative = build_filter_clauses(filters)
-    source: Any = (
-        list(source_fields)
-        if source_fields is not None
-        else {"excludes": [settings.vector_field, settings.meta_field]}
-    )
+    source = _source_option(settings, source_fields)
 
     lookup_fields = [settings.vector_field, settings.meta_field, *settings.text_fields]
-    lookup_body = build_lookup(doc_id, lookup_fields)
+    lookup_body = build_lookup(doc_id, lookup_fields, id_field=id_field)
     try:
         example = _fetch_example(client, name, doc_id, lookup_body)
     except TransportError as error:
@@ -194,48 +175,185 @@ def hybrid_similar(
             name,
             error.error,
         )
-        lookup_body = build_lookup(doc_id, lookup_fields[1:])
+        lookup_body = build_lookup(doc_id, lookup_fields[1:], id_field=id_field)
         example = _fetch_example(client, name, doc_id, lookup_body)
     vector = example["_source"].get(settings.vector_field)
     if not vector:
         # The vector is unreadable, or the mapping leaves it out of _source.
         vector = _encode_example(example, settings, encoder)
 
-    knn_body = build_knn_search(
-        settings.vector_field,
-        vector,
-        k=num_candidates,
-        filters=positive,
-        must_not=negative,
-        exclude_ids=[doc_id],
+    example_id = str(example["_id"])
+    hits, knn_body, mlt_body = _search_and_fuse(
+        client,
+        name,
+        settings,
+        vector=vector,
+        like=[{"_index": example["_index"], "_id": example_id}],
+        exclude_ids=[example_id],
+        filters=(positive, negative),
         source=source,
-    )
-    mlt_body = build_mlt_search(
-        settings.text_fields,
-        [{"_index": example["_index"], "_id": doc_id}],
-        size=num_candidates,
-        filters=positive,
-        must_not=negative,
-        exclude_ids=[doc_id],
-        source=source,
+        window=_Window(k, offset, num_candidates),
         mlt_params=mlt_params,
-    )
-    knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
-
-    hits = _fuse(
-        knn_hits,
-        mlt_hits,
-        k=k,
-        fusion=fusion,
-        rank_constant=rank_constant,
-        weights=weights,
+        fusion=(fusion, rank_constant, weights),
     )
     requests = [
         SearchRequest(f"Look up {doc_id}: its vector and text", name, lookup_body),
         SearchRequest(f"k-NN: nearest neighbours of {doc_id}'s vector", name, knn_body),
         SearchRequest(f"BM25: more_like_this {doc_id}", name, mlt_body),
     ]
-    return SimilarResult(doc_id=doc_id, hits=hits, requests=requests)
+    return SimilarResult(doc_id=example_id, hits=hits, requests=requests)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The page of fused hits to return: `k` hits after `offset`, from `num_candidates` per component."""
+
+    k: int
+    offset: int
+    num_candidates: int
+
+
+def _search_and_fuse(
+    client: OpenSearch,
+    name: str,
+    settings: Settings,
+    *,
+    vector: Sequence[float],
+    like: list[Any],
+    exclude_ids: list[str],
+    filters: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    source: Any,
+    window: _Window,
+    mlt_params: Mapping[str, Any] | None,
+    fusion: tuple[Fusion, int, Mapping[str, float] | None],
+) -> tuple[list[SimilarHit], dict[str, Any], dict[str, Any]]:
+    positive, negative = filters
+    knn_body = build_knn_search(
+        settings.vector_field,
+        vector,
+        k=window.num_candidates,
+        filters=positive,
+        must_not=negative,
+        exclude_ids=exclude_ids,
+        source=source,
+    )
+    mlt_body = build_mlt_search(
+        settings.text_fields,
+        like,
+        size=window.num_candidates,
+        filters=positive,
+        must_not=negative,
+        exclude_ids=exclude_ids,
+        source=source,
+        mlt_params=mlt_params,
+    )
+    knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
+    method, rank_constant, weights = fusion
+    fused = _fuse(
+        knn_hits,
+        mlt_hits,
+        k=window.offset + window.k,
+        fusion=method,
+        rank_constant=rank_constant,
+        weights=weights,
+    )
+    return fused[window.offset :], knn_body, mlt_body
+
+
+def _check_window(k: int, offset: int, num_candidates: int | None) -> int:
+    """Validate the page; return the candidates per component."""
+    if k < 1:
+        raise ConfigurationError(f"k must be at least 1, got {k}")
+    if offset < 0:
+        raise ConfigurationError(f"offset must be 0 or more, got {offset}")
+    if num_candidates is None:
+        num_candidates = max(DEFAULT_NUM_CANDIDATES, k)
+    if num_candidates < offset + k:
+        raise ConfigurationError(
+            f"num_candidates ({num_candidates}) must be at least offset + k ({offset + k}), "
+            "so every page comes from one candidate pool; raise num_candidates "
+            "(CLI: --num-candidates)"
+        )
+    if num_candidates > MAX_NUM_CANDIDATES:
+        raise ConfigurationError(
+            f"num_candidates ({num_candidates}) is above {MAX_NUM_CANDIDATES}, the largest k "
+            "the k-NN plugin accepts; lower num_candidates or k"
+        )
+    return num_candidates
+
+
+def _check_fusion(fusion: str, weights: Mapping[str, float] | None) -> None:
+    if fusion not in FUSIONS:
+        raise ConfigurationError(
+            f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}"
+        )
+    unknown = set(weights or {}) - {KNN, BM25}
+    if unknown:
+        raise ConfigurationError(
+            f"weights name unknown components {sorted(unknown)}; use {KNN!r} and {BM25!r}"
+        )
+
+
+def similar_to_text(
+    text: str,
+    k: int = 10,
+    *,
+    filters: Iterable[FilterInput] | None = None,
+    settings: Settings | None = None,
+    client: OpenSearch | None = None,
+    index: str | None = None,
+    encoder: Encoder | None = None,
+    offset: int = 0,
+    num_candidates: int | None = None,
+    fusion: Fusion = "rrf",
+    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    weights: Mapping[str, float] | None = None,
+    source_fields: Sequence[str] | None = None,
+    mlt_params: Mapping[str, Any] | None = None,
+) -> SimilarResult:
+    """Find the `k` documents most like a free text, by k-NN and BM25 fused.
+
+    The text is encoded with the configured model (loaded on first use) and
+    given to `more_like_this` as `like` text. Arguments as in `hybrid_similar`.
+
+    Raises:
+        ConfigurationError: The text is empty, or an argument is out of range.
+    """
+    settings = settings or Settings()
+    name = index or settings.require_index()
+    if not text.strip():
+        raise ConfigurationError(
+            "the text is empty; give some words to find similar documents"
+        )
+    num_candidates = _check_window(k, offset, num_candidates)
+    _check_fusion(fusion, weights)
+    client = resolve_client(client, settings)
+    encoder = encoder or Encoder(settings.model, device=settings.device)
+    vector = encoder.encode([text])[0].tolist()
+    hits, knn_body, mlt_body = _search_and_fuse(
+        client,
+        name,
+        settings,
+        vector=vector,
+        like=[text],
+        exclude_ids=[],
+        filters=build_filter_clauses(filters),
+        source=_source_option(settings, source_fields),
+        window=_Window(k, offset, num_candidates),
+        mlt_params=mlt_params,
+        fusion=(fusion, rank_constant, weights),
+    )
+    requests = [
+        SearchRequest("k-NN: nearest neighbours of the text's vector", name, knn_body),
+        SearchRequest("BM25: more_like_this the text", name, mlt_body),
+    ]
+    return SimilarResult(doc_id="", hits=hits, requests=requests)
+
+
+def _source_option(settings: Settings, source_fields: Sequence[str] | None) -> Any:
+    if source_fields is not None:
+        return list(source_fields)
+    return {"excludes": [settings.vector_field, settings.meta_field]}
 
 
 def _fetch_example(
