@@ -714,3 +714,32 @@ def test_vector_excluded_from_source(
     assert second.embedded == 1
     client.indices.refresh(index=index_name)
     assert client.count(index=index_name, body=has_vector)["count"] == len(docs)
+
+
+def test_zero_vector_is_never_written(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    gimp_text = document_text(DOCUMENTS["gimp"], ["title", "body"])
+
+    class ZeroForGimp(Encoder):
+        """The real model, except that gimp's text comes back as a zero vector."""
+
+        def encode_counting_long(self, texts: Any) -> Any:
+            vectors, long_texts = super().encode_counting_long(texts)
+            for row, text in enumerate(texts):
+                if text == gimp_text:
+                    vectors[row] = 0.0
+            return vectors, long_texts
+
+    report = backfill(make_settings(), client=client, encoder=ZeroForGimp())
+
+    assert report.embedded == len(EMBEDDABLE) - 1
+    assert report.failed == 0
+    zero = [issue for issue in report.skipped_items if issue.id == "gimp"]
+    assert len(zero) == 1
+    assert zero[0].reason == "model returned a zero vector"
+    assert _vector(client, index_name, "gimp") is None

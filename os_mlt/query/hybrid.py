@@ -1,4 +1,4 @@
-"""`hybrid_similar`: documents like a given one, by k-NN and BM25 fused with RRF."""
+"""`hybrid_similar` and `similar_to_text`: documents like an example, by k-NN and BM25 fused."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class SimilarHit:
     Attributes:
         id: The document `_id`.
         index: The concrete index that holds it.
-        score: Fused RRF score.
+        score: The fused score: RRF, or the weighted mean of normalized scores.
         knn_rank: 1-based rank in the k-NN candidates, None if absent.
         knn_score: The k-NN `_score` (for cosine: (1 + cosine) / 2), None if absent.
         bm25_rank: 1-based rank in the `more_like_this` candidates, None if absent.
@@ -115,10 +115,11 @@ def hybrid_similar(
 ) -> SimilarResult:
     """Find the `k` documents most like `doc_id` by meaning and by shared words.
 
-    Reads the document's vector, then sends in one `_msearch` a k-NN search on
-    that vector and a BM25 `more_like_this` search on the document, both with
-    the same filters and without the document itself, and fuses the two
-    rankings with reciprocal rank fusion.
+    Reads the document's vector, then sends one `_msearch` with a k-NN search
+    on that vector and a BM25 `more_like_this` search on the document. Both
+    searches apply the same filters and leave out the document itself. The two
+    rankings are fused with reciprocal rank fusion, or with score fusion when
+    `fusion` names a normalization.
 
     Args:
         doc_id: `_id` of the example document.
