@@ -142,7 +142,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 def print_similar(result: Any, fields: Sequence[str]) -> None:
     """Print the hits of a `SimilarResult` as a table."""
-    table = Table(title=f"Documents like {result.doc_id or 'the text'}", show_lines=False)
+    table = Table(
+        title=f"Documents like {result.doc_id or 'the text'}", show_lines=False
+    )
     table.add_column("#", justify="right", min_width=2, no_wrap=True)
     table.add_column("id", no_wrap=True)
     table.add_column("rrf", justify="right", no_wrap=True)
@@ -198,6 +200,8 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         k=args.k,
         offset=args.offset,
         id_field=args.id_field,
+        exclude_same=args.exclude_same or (),
+        max_similarity=args.max_similarity,
         filters=args.filter or None,
         settings=settings,
         num_candidates=args.num_candidates,

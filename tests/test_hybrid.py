@@ -581,3 +581,39 @@ def test_similar_to_text(
     ] == ["web server for HTTP"]
     with pytest.raises(ConfigurationError, match="the text is empty"):
         similar_to_text("  ", settings=hybrid_index, client=client, encoder=encoder)
+
+
+def test_exclude_same_field_value_keeps_page_full(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    result = hybrid_similar(
+        "scipy",
+        k=5,
+        exclude_same=["section"],
+        settings=hybrid_index,
+        client=client,
+        source_fields=["section"],
+    )
+    assert len(result.hits) == 5
+    assert all(hit.source["section"] != "python" for hit in result.hits)
+    assert {"terms": {"section": ["python"]}} in result.requests[1].body["query"][
+        "knn"
+    ]["embedding"]["filter"]["bool"]["must_not"]
+
+
+def test_near_duplicates_are_dropped(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    plain = hybrid_similar("vlc", k=3, settings=hybrid_index, client=client)
+    top = plain.hits[0]
+    assert top.knn_score is not None
+    cosine = 2 * top.knn_score - 1
+
+    result = hybrid_similar(
+        "vlc", k=3, max_similarity=cosine - 1e-4, settings=hybrid_index, client=client
+    )
+
+    assert top.id not in _ids(result)
+    assert len(result.hits) == 3
+    with pytest.raises(ConfigurationError, match="from -1 to 1"):
+        hybrid_similar("vlc", max_similarity=2.0, settings=hybrid_index, client=client)

@@ -112,6 +112,8 @@ def hybrid_similar(
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
     encoder: Encoder | None = None,
+    exclude_same: Sequence[str] = (),
+    max_similarity: float | None = None,
 ) -> SimilarResult:
     """Find the `k` documents most like `doc_id` by meaning and by shared words.
 
@@ -143,6 +145,11 @@ def hybrid_similar(
         source_fields: `_source` fields returned per hit; None returns all but
             the vector and its meta object.
         mlt_params: Overrides of the `more_like_this` parameters.
+        exclude_same: Fields whose values the example shares with documents to
+            leave out, such as a parent or source package field.
+        max_similarity: Leave out near-duplicates: k-NN candidates whose cosine
+            similarity to the example reaches this value (for example 0.98).
+            The page is filled from the rest of the candidate pool.
         encoder: Model used only when the stored vector cannot be read and the
             document's text must be encoded again; loaded on demand otherwise.
 
@@ -159,7 +166,16 @@ def hybrid_similar(
     positive, negative = build_filter_clauses(filters)
     source = _source_option(settings, source_fields)
 
-    lookup_fields = [settings.vector_field, settings.meta_field, *settings.text_fields]
+    if max_similarity is not None and not -1.0 <= max_similarity <= 1.0:
+        raise ConfigurationError(
+            f"max_similarity must be a cosine similarity from -1 to 1, got {max_similarity}"
+        )
+    lookup_fields = [
+        settings.vector_field,
+        settings.meta_field,
+        *settings.text_fields,
+        *exclude_same,
+    ]
     lookup_body = build_lookup(doc_id, lookup_fields, id_field=id_field)
     try:
         example = _fetch_example(client, name, doc_id, lookup_body)
@@ -184,6 +200,7 @@ def hybrid_similar(
         vector = _encode_example(example, settings, encoder)
 
     example_id = str(example["_id"])
+    negative = negative + _same_value_clauses(example["_source"], exclude_same)
     hits, knn_body, mlt_body = _search_and_fuse(
         client,
         name,
@@ -193,7 +210,7 @@ def hybrid_similar(
         exclude_ids=[example_id],
         filters=(positive, negative),
         source=source,
-        window=_Window(k, offset, num_candidates),
+        window=_Window(k, offset, num_candidates, max_similarity),
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
     )
@@ -212,6 +229,7 @@ class _Window:
     k: int
     offset: int
     num_candidates: int
+    max_similarity: float | None = None
 
 
 def _search_and_fuse(
@@ -253,12 +271,39 @@ def _search_and_fuse(
     fused = _fuse(
         knn_hits,
         mlt_hits,
-        k=window.offset + window.k,
+        k=2 * window.num_candidates,
         fusion=method,
         rank_constant=rank_constant,
         weights=weights,
     )
-    return fused[window.offset :], knn_body, mlt_body
+    if window.max_similarity is not None:
+        fused = [
+            hit for hit in fused if not _near_duplicate(hit, window.max_similarity)
+        ]
+    return fused[window.offset : window.offset + window.k], knn_body, mlt_body
+
+
+def _near_duplicate(hit: SimilarHit, max_similarity: float) -> bool:
+    # For cosinesimil the k-NN plugin scores (1 + cosine) / 2.
+    if hit.knn_score is None:
+        return False
+    return 2.0 * hit.knn_score - 1.0 >= max_similarity
+
+
+def _same_value_clauses(
+    source: Mapping[str, Any], fields: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Return `terms` clauses matching documents that share a field value with `source`."""
+    clauses: list[dict[str, Any]] = []
+    for name in fields:
+        value: Any = source
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        values = value if isinstance(value, list) else [value]
+        kept = [item for item in values if isinstance(item, (str, int, float, bool))]
+        if kept:
+            clauses.append({"terms": {name: kept}})
+    return clauses
 
 
 def _check_window(k: int, offset: int, num_candidates: int | None) -> int:
