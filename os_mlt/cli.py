@@ -462,6 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", help="find documents like this text instead of a document"
     )
     similar.add_argument(
+        "--exclude-same",
+        action="append",
+        metavar="FIELD",
+        help="leave out documents sharing this field's value with the example; repeatable",
+    )
+    similar.add_argument(
+        "--max-similarity",
+        type=float,
+        help="leave out near-duplicates whose cosine similarity reaches this, e.g. 0.98",
+    )
+    similar.add_argument(
         "--id-field", help="look the id up in this field (a business key)"
     )
     similar.add_argument(

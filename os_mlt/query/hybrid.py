@@ -131,11 +131,13 @@ def hybrid_similar(
         settings: Connection, index and field settings; defaults read `OS_MLT_*`.
         client: An existing client to use instead of one built from `settings`.
         index: Index or alias, overriding `settings.index`.
-        offset: Fused hits to skip, for paging. Every page comes from the same
-            `num_candidates` per component, so pages do not overlap or reorder.
+        offset: Fused hits to skip, for paging. The pool is the union of both
+            components' `num_candidates` hits, so pages taken with the same
+            `num_candidates` do not overlap or reorder; the last may be short.
         id_field: Field that holds `doc_id` as a business key, such as `sku`;
             None looks `doc_id` up as the `_id`.
-        num_candidates: Hits each component returns for the fusion, from `offset + k` to
+        num_candidates: Hits each component returns for the fusion, from half of
+            `offset + k` to
             10,000 (the k-NN plugin's maximum); None means the larger of 100 and `k`.
         fusion: `rrf` fuses ranks; `min_max`, `z_score` and `l2` normalize each
             component's scores that way and take their weighted mean.
@@ -314,11 +316,11 @@ def _check_window(k: int, offset: int, num_candidates: int | None) -> int:
         raise ConfigurationError(f"offset must be 0 or more, got {offset}")
     if num_candidates is None:
         num_candidates = max(DEFAULT_NUM_CANDIDATES, k)
-    if num_candidates < offset + k:
+    if 2 * num_candidates < offset + k:
         raise ConfigurationError(
-            f"num_candidates ({num_candidates}) must be at least offset + k ({offset + k}), "
-            "so every page comes from one candidate pool; raise num_candidates "
-            "(CLI: --num-candidates)"
+            f"offset + k ({offset + k}) is beyond the candidate pool, at most twice "
+            f"num_candidates ({num_candidates}) when the two components share no hit; "
+            "raise num_candidates (CLI: --num-candidates) and keep it the same for every page"
         )
     if num_candidates > MAX_NUM_CANDIDATES:
         raise ConfigurationError(
