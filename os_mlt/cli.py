@@ -96,7 +96,10 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
         tasks: dict[str, TaskID] = {}
 
         def on_progress(event: BackfillProgress) -> None:
-            label = "Copying to k-NN index" if event.stage == "copy" else "Embedding"
+            if event.stage == "copy":
+                label = "Copying to k-NN index"
+            else:
+                label = "Checking" if dry_run else "Embedding"
             if event.stage not in tasks:
                 tasks[event.stage] = bar.add_task(
                     label, total=event.total or None, rate=""

@@ -289,6 +289,9 @@ class _Run:
     # Stage 1: read.
 
     def _read_pages(self, index: str) -> Iterator[list[dict[str, Any]]]:
+        # NOTE: one scroll, without slices. On 2 cores a dry run reads about
+        # 9,000 documents/s against about 75/s for the encoder, so parallel
+        # slices would not shorten a backfill; they may on a GPU.
         page: list[dict[str, Any]] = []
         hits = helpers.scan(
             self.client,
