@@ -90,7 +90,24 @@ def test_rejected_bulk_items_are_retried(
             except TransportError:
                 pass
 
+    rejected = threading.Event()
+
+    class SeesRejection(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "rejected with 429" in record.getMessage():
+                rejected.set()
+
+    def end_burst() -> None:
+        # The neighbour's burst ends a few seconds after the first rejection,
+        # as load spikes do, so the retries can succeed.
+        rejected.wait(timeout=120)
+        time.sleep(3)
+        stop.set()
+
+    watcher = SeesRejection()
+    logging.getLogger("os_mlt").addHandler(watcher)
     threads = [threading.Thread(target=neighbour, daemon=True) for _ in range(4)]
+    threads.append(threading.Thread(target=end_burst, daemon=True))
     for thread in threads:
         thread.start()
     try:
@@ -102,6 +119,8 @@ def test_rejected_bulk_items_are_retried(
             )
     finally:
         stop.set()
+        rejected.set()
+        logging.getLogger("os_mlt").removeHandler(watcher)
         for thread in threads:
             thread.join(timeout=30)
 
