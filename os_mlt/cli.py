@@ -180,39 +180,32 @@ def _cmd_similar(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     fields = [field for field in (args.fields or "").split(",") if field] or None
+    # Options that documents and free texts share.
+    common: dict[str, Any] = {
+        "k": args.k,
+        "offset": args.offset,
+        "filters": args.filter or None,
+        "settings": settings,
+        "num_candidates": args.num_candidates,
+        "source_fields": fields,
+        "fusion": args.fusion,
+        "rank_constant": args.rank_constant,
+        "weights": _parse_weights(args.weights),
+    }
     if args.text is not None:
         if args.doc_id is not None:
             raise ConfigurationError("give a document id or --text, not both")
-        result = similar_to_text(
-            args.text,
-            k=args.k,
-            offset=args.offset,
-            filters=args.filter or None,
-            settings=settings,
-            num_candidates=args.num_candidates,
-            source_fields=fields,
-            fusion=args.fusion,
-            rank_constant=args.rank_constant,
-            weights=_parse_weights(args.weights),
-        )
-        return _print_result(args, settings, result, fields)
-    if args.doc_id is None:
+        result = similar_to_text(args.text, **common)
+    elif args.doc_id is None:
         raise ConfigurationError("give a document id, or --text with words to match")
-    result = hybrid_similar(
-        args.doc_id,
-        k=args.k,
-        offset=args.offset,
-        id_field=args.id_field,
-        exclude_same=args.exclude_same or (),
-        max_similarity=args.max_similarity,
-        filters=args.filter or None,
-        settings=settings,
-        num_candidates=args.num_candidates,
-        source_fields=fields,
-        fusion=args.fusion,
-        rank_constant=args.rank_constant,
-        weights=_parse_weights(args.weights),
-    )
+    else:
+        result = hybrid_similar(
+            args.doc_id,
+            id_field=args.id_field,
+            exclude_same=args.exclude_same or (),
+            max_similarity=args.max_similarity,
+            **common,
+        )
     return _print_result(args, settings, result, fields)
 
 
@@ -223,7 +216,7 @@ def _print_result(
         # With --json the searches go to stderr, so stdout stays valid JSON.
         target = errors if args.json else console
         target.print(
-            "# Sent as one lookup and one _msearch holding the two searches below.",
+            "# The k-NN and BM25 searches below were sent together in one _msearch.",
             markup=False,
             highlight=False,
         )
