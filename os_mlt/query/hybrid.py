@@ -11,7 +11,7 @@ from typing import Any, Literal
 from opensearchpy import OpenSearch, TransportError
 
 from ..client import resolve_client
-from ..encoder import Encoder, document_text
+from ..encoder import Encoder, document_text, field_value
 from ..errors import (
     ConfigurationError,
     DocumentNotFoundError,
@@ -59,7 +59,7 @@ class SimilarHit:
 
     Attributes:
         id: The document `_id`.
-        index: The concrete index that holds it.
+        index: The concrete index that contains it.
         score: The fused score: RRF, or the weighted mean of normalized scores.
         knn_rank: 1-based rank in the k-NN candidates, None if absent.
         knn_score: The k-NN `_score` (for cosine: (1 + cosine) / 2), None if absent.
@@ -133,8 +133,8 @@ def hybrid_similar(
         index: Index or alias, overriding `settings.index`.
         offset: Fused hits to skip, for paging. The pool is the union of both
             components' `num_candidates` hits, so pages taken with the same
-            `num_candidates` do not overlap or reorder; the last may be short.
-        id_field: Field that holds `doc_id` as a business key, such as `sku`;
+            `num_candidates` do not overlap or reorder. The last page may be short.
+        id_field: Field that contains `doc_id` as a business key, such as `sku`;
             None looks `doc_id` up as the `_id`.
         num_candidates: Hits each component returns for the fusion, from half of
             `offset + k` to
@@ -298,13 +298,11 @@ def _same_value_clauses(
     """Return `terms` clauses matching documents that share a field value with `source`."""
     clauses: list[dict[str, Any]] = []
     for name in fields:
-        value: Any = source
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
+        value = field_value(source, name)
         values = value if isinstance(value, list) else [value]
-        kept = [item for item in values if isinstance(item, (str, int, float, bool))]
-        if kept:
-            clauses.append({"terms": {name: kept}})
+        scalars = [item for item in values if isinstance(item, (str, int, float, bool))]
+        if scalars:
+            clauses.append({"terms": {name: scalars}})
     return clauses
 
 
