@@ -98,7 +98,7 @@ def bench_backfill(
         rerun = backfill(settings, client=client, encoder=encoder)
         fraction = rerun.seconds / report.seconds
         if keep_as is not None:
-            # Put the original titles back, so the kept index holds the corpus as it is.
+            # Put the original titles back, so the kept index contains the corpus as it is.
             for position in changed:
                 record = records[position]
                 client.update(

@@ -228,8 +228,8 @@ def _print_result(
         hits = [hit.__dict__ for hit in result.hits]
         console.print_json(json.dumps(hits))
     else:
-        shown = fields or [field for field in settings.text_fields[:1]]
-        print_similar(result, shown)
+        columns = fields or settings.text_fields[:1]
+        print_similar(result, columns)
     return 0
 
 
@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--id-field",
         default="id",
-        help="field that holds the document _id (default id)",
+        help="field that contains the document _id (default id)",
     )
     load.set_defaults(handler=_cmd_load)
 
@@ -700,8 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # opensearch-py logs each failed attempt with a traceback; the error
-        # that ends the command says the same in one line.
+        # opensearch-py logs each failed attempt with a traceback, and the
+        # error that ends the command reports the same failure in one line.
         logging.getLogger("opensearch").setLevel(logging.CRITICAL)
         logging.getLogger("urllib3").setLevel(logging.CRITICAL)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -78,7 +78,7 @@ def sample_jsonl(
         raise ConfigurationError(
             f"limit must be 0 or more, got {limit}; 0 loads every record"
         )
-    wanted = set(include_ids)
+    required_ids = set(include_ids)
     if limit is None:
         return list(read_jsonl(path))
     rng = random.Random(seed)
@@ -86,7 +86,7 @@ def sample_jsonl(
     included: list[dict[str, Any]] = []
     seen = 0
     for record in read_jsonl(path):
-        if str(record.get(id_field)) in wanted:
+        if str(record.get(id_field)) in required_ids:
             included.append(record)
             continue
         seen += 1
@@ -96,7 +96,7 @@ def sample_jsonl(
             slot = rng.randrange(seen)
             if slot < limit:
                 reservoir[slot] = record
-    missing = wanted - {str(record.get(id_field)) for record in included}
+    missing = required_ids - {str(record.get(id_field)) for record in included}
     if missing:
         raise ConfigurationError(
             f"ids {', '.join(sorted(missing))} not found in {path.name} (field {id_field!r})"
@@ -175,7 +175,7 @@ def load_corpus(
     `records`, nothing is written.
 
     Returns:
-        The name of the index that holds the documents.
+        The name of the index that contains the documents.
 
     Raises:
         OsMltError: A document failed to index.

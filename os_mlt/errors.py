@@ -48,4 +48,4 @@ class DocumentNotFoundError(OsMltError):
 
 
 class VectorMissingError(OsMltError):
-    """The document exists but holds no vector, so the backfill has not reached it."""
+    """The document exists but has no vector, so the backfill has not reached it."""

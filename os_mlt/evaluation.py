@@ -112,7 +112,9 @@ def read_judgments(path: Path) -> list[Judgment]:
                 "each line needs query, gains (an object of id: gain) and ideal_dcg"
             ) from error
     if not judgments:
-        raise ConfigurationError(f"{path.name} holds no judgments")
+        raise ConfigurationError(
+            f"{path.name} contains no judgments; write one with os-mlt judgments"
+        )
     return judgments
 
 

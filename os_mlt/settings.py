@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     """Fields whose text is embedded, in order; dotted paths reach into objects."""
 
     vector_field: str = "embedding"
-    """`knn_vector` field that holds each document's embedding."""
+    """`knn_vector` field that contains each document's embedding."""
 
     model: str = DEFAULT_MODEL
     """Sentence-transformers model name or local folder. The default model ships

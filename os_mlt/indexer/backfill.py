@@ -291,7 +291,7 @@ class _Run:
     def _read_pages(self, index: str) -> Iterator[list[dict[str, Any]]]:
         # NOTE: one scroll, without slices. On 2 cores a dry run reads about
         # 9,000 documents/s against about 75/s for the encoder, so parallel
-        # slices would not shorten a backfill; they may on a GPU.
+        # slices would not shorten a backfill. They may help with a GPU encoder.
         page: list[dict[str, Any]] = []
         hits = helpers.scan(
             self.client,
@@ -518,8 +518,8 @@ class _Run:
 
         The pipeline has drained, so every write of the first pass has landed.
         The second pass reads the documents embedded in the first as unchanged,
-        so they are subtracted from `unchanged` up front; everything else it
-        counts afresh, and it retries what failed or conflicted.
+        so they are subtracted from `unchanged` up front. Everything else is
+        counted afresh, and what failed or conflicted is tried again.
         """
         report = self.report
         report.unchanged = -report.embedded
@@ -649,12 +649,12 @@ class _Run:
                 self.progress(Progress("embed", self.report.scanned, self.report.total))
 
 
-# How long a backfill waits for a cluster that stopped answering, in seconds.
+# How long a backfill waits for a cluster that stopped responding, in seconds.
 _CLUSTER_WAIT_S = 180.0
 
 
 def _wait_for_cluster(client: OpenSearch, timeout_s: float = _CLUSTER_WAIT_S) -> None:
-    """Block until the cluster answers with yellow or green health, or raise.
+    """Block until the cluster reports yellow or green health, or raise.
 
     Raises:
         OsMltError: The cluster did not come back within `timeout_s` seconds.
@@ -669,7 +669,7 @@ def _wait_for_cluster(client: OpenSearch, timeout_s: float = _CLUSTER_WAIT_S) ->
             pass
         if time.monotonic() > deadline:
             raise OsMltError(
-                f"the cluster did not answer with yellow health within {timeout_s:.0f} s; "
+                f"the cluster did not reach yellow health within {timeout_s:.0f} s; "
                 "check that it runs, then run the backfill again"
             )
         time.sleep(2.0)

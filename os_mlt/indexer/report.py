@@ -19,7 +19,7 @@ class ItemIssue:
 
     Attributes:
         id: The document `_id`.
-        index: The concrete index that holds it.
+        index: The concrete index that contains it.
         reason: Why, in one line, capped at `MAX_REASON_CHARS`.
         status: HTTP status of the failed bulk item; None for a skipped document.
     """

@@ -14,7 +14,7 @@ from typing import Any
 # nearly every term of a two-line description, because few words repeat in it.
 # The selected terms are the rarest ones, so the default minimum_should_match
 # of 30% found no document at all for 44 of 150 Debian packages in a 5,000
-# document sample; with "1" every query has BM25 candidates, ranked by score.
+# document sample. With "1" every query has BM25 candidates, ranked by score.
 DEFAULT_MLT_PARAMS: dict[str, Any] = {
     "min_term_freq": 1,
     "min_doc_freq": 2,

@@ -74,7 +74,7 @@ def reciprocal_rank_fusion(
 
 
 def normalize_scores(scores: Sequence[float], method: Normalization) -> list[float]:
-    """Normalize one ranking's raw scores; the result never holds NaN or infinity.
+    """Normalize one ranking's raw scores into values that are never NaN or infinite.
 
     - `min_max`: (s - min) / (max - min), in [0, 1]; all 1.0 when every score is equal.
     - `z_score`: (s - mean) / standard deviation; all 0.0 when every score is equal.
