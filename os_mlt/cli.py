@@ -150,7 +150,10 @@ def print_similar(result: Any, fields: Sequence[str]) -> None:
     )
     table.add_column("#", justify="right", min_width=2, no_wrap=True)
     table.add_column("id", no_wrap=True)
-    table.add_column("rrf", justify="right", no_wrap=True)
+    table.add_column("fused", justify="right", no_wrap=True)
+    reordered = any(hit.final_score is not None for hit in result.hits)
+    if reordered:
+        table.add_column("final (boost)", justify="right", no_wrap=True)
     table.add_column("k-NN rank (score)", justify="right", no_wrap=True)
     table.add_column("BM25 rank (score)", justify="right", no_wrap=True)
     # The rank and score columns take about 70 characters; the fields share the rest.
@@ -163,7 +166,10 @@ def print_similar(result: Any, fields: Sequence[str]) -> None:
         knn = f"{hit.knn_rank} ({hit.knn_score:.3f})" if hit.knn_rank else "-"
         bm25 = f"{hit.bm25_rank} ({hit.bm25_score:.2f})" if hit.bm25_rank else "-"
         values = [_format_value(hit.source.get(field)) for field in fields]
-        table.add_row(str(position), hit.id, f"{hit.score:.4f}", knn, bm25, *values)
+        final = [f"{hit.final_score:.3f} ({hit.boost:.2f})"] if reordered else []
+        table.add_row(
+            str(position), hit.id, f"{hit.score:.4f}", *final, knn, bm25, *values
+        )
     console.print(table)
 
 
@@ -191,16 +197,20 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         "fusion": args.fusion,
         "rank_constant": args.rank_constant,
         "weights": _parse_weights(args.weights),
+        "boosts": _parse_boosts(args.recency, args.boost or []),
+        "diversity": args.diversity,
     }
     if args.text is not None:
-        if args.doc_id is not None:
+        if args.doc_id:
             raise ConfigurationError("give a document id or --text, not both")
         result = similar_to_text(args.text, **common)
-    elif args.doc_id is None:
+    elif not args.doc_id:
         raise ConfigurationError("give a document id, or --text with words to match")
     else:
         result = hybrid_similar(
             args.doc_id,
+            unlike=args.unlike or (),
+            example_vectors=args.example_vectors,
             id_field=args.id_field,
             exclude_same=args.exclude_same or (),
             max_similarity=args.max_similarity,
@@ -231,6 +241,35 @@ def _print_result(
         columns = fields or settings.text_fields[:1]
         print_similar(result, columns)
     return 0
+
+
+def _parse_boosts(recency: str | None, boosts: Sequence[str]) -> list[Any]:
+    """Read `--recency FIELD:HALF_LIFE` and `--boost FIELD[:WEIGHT[:MODIFIER]]`."""
+    from .query import NumericBoost, Recency
+
+    parsed: list[Any] = []
+    if recency:
+        field, _, half_life = recency.rpartition(":")
+        if not field:
+            raise ConfigurationError(
+                f"--recency {recency!r} needs FIELD:HALF_LIFE, e.g. released:180d"
+            )
+        parsed.append(Recency(field, half_life=half_life))
+    for text in boosts:
+        field, *rest = text.split(":")
+        if not field or len(rest) > 2:
+            raise ConfigurationError(
+                f"--boost {text!r} needs FIELD[:WEIGHT[:MODIFIER]], e.g. downloads:0.5:log1p"
+            )
+        try:
+            weight = float(rest[0]) if rest else 0.5
+        except ValueError:
+            raise ConfigurationError(
+                f"--boost {text!r}: weight {rest[0]!r} is not a number"
+            ) from None
+        modifier = rest[1] if len(rest) > 1 else "log1p"
+        parsed.append(NumericBoost(field, weight=weight, modifier=modifier))  # type: ignore[arg-type]
+    return parsed
 
 
 def _parse_weights(text: str | None) -> dict[str, float] | None:
@@ -451,9 +490,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.set_defaults(handler=_cmd_backfill)
 
-    similar = commands.add_parser("similar", help="find documents like one document")
+    similar = commands.add_parser(
+        "similar", help="find documents like one or more example documents"
+    )
     _add_connection_options(similar)
-    similar.add_argument("doc_id", nargs="?", help="_id of the example document")
+    similar.add_argument(
+        "doc_id", nargs="*", help="_id of the example document; several are allowed"
+    )
+    similar.add_argument(
+        "--unlike",
+        action="append",
+        metavar="ID",
+        help="a negative example: results move away from it; repeatable",
+    )
+    similar.add_argument(
+        "--example-vectors",
+        choices=["average", "best"],
+        default="average",
+        help="with several examples: search with their mean vector, or once per "
+        "example keeping each hit's closest (default average)",
+    )
+    similar.add_argument(
+        "--diversity",
+        type=float,
+        help="reorder by maximal marginal relevance: 0 keeps the order, 1 is most "
+        "diverse; 0.3 is a common choice",
+    )
+    similar.add_argument(
+        "--recency",
+        metavar="FIELD:HALF_LIFE",
+        help="halve relevance per HALF_LIFE of age of a date field, e.g. released:180d",
+    )
+    similar.add_argument(
+        "--boost",
+        action="append",
+        metavar="FIELD[:WEIGHT[:MODIFIER]]",
+        help="raise relevance with a numeric field, up to 1 + WEIGHT times "
+        "(default 0.5; negative favours small values); MODIFIER log1p or linear; "
+        "repeatable",
+    )
     similar.add_argument(
         "--text", help="find documents like this text instead of a document"
     )

@@ -292,7 +292,7 @@ def test_filter_matching_nothing_returns_no_hits(
 
 
 def test_missing_document_raises(hybrid_index: Settings, client: OpenSearch) -> None:
-    with pytest.raises(DocumentNotFoundError, match="'no-such-id' not found"):
+    with pytest.raises(DocumentNotFoundError, match="no document has _id 'no-such-id'"):
         hybrid_similar("no-such-id", settings=hybrid_index, client=client)
 
 
@@ -393,7 +393,7 @@ def test_cli_reports_missing_document(
         ]
     )
     assert status == 1
-    assert "document 'nope' not found" in capsys.readouterr().err
+    assert "no document has _id 'nope'" in capsys.readouterr().err
 
 
 def test_cli_rejects_bad_filter(

@@ -25,16 +25,20 @@ from .hybrid import (
     hybrid_similar,
     similar_to_text,
 )
+from .rerank import Boost, NumericBoost, Recency
 
 __all__ = [
     "DEFAULT_MLT_PARAMS",
     "DEFAULT_RANK_CONSTANT",
+    "Boost",
     "Exists",
     "Filter",
     "FilterInput",
     "FusedItem",
     "Not",
+    "NumericBoost",
     "Range",
+    "Recency",
     "SearchRequest",
     "SimilarHit",
     "SimilarResult",

@@ -40,15 +40,20 @@ def _bool_filter(
 
 
 def build_lookup(
-    doc_id: str, fields: Sequence[str], *, id_field: str | None = None
+    doc_ids: str | Sequence[str],
+    fields: Sequence[str],
+    *,
+    id_field: str | None = None,
 ) -> dict[str, Any]:
-    """Return the search that fetches one document's vector and text.
+    """Return the search that fetches example documents' vectors and text.
 
-    The document is found by `_id`, or by a `term` query on `id_field`. Two
-    hits are requested so that an ambiguous id can be reported.
+    The documents are found by `_id`, or by a `terms` query on `id_field`.
+    One more hit than ids is requested, so that an id matching two documents
+    can be reported.
     """
-    query = {"term": {id_field: doc_id}} if id_field else {"ids": {"values": [doc_id]}}
-    return {"size": 2, "_source": list(fields), "query": query}
+    ids = [doc_ids] if isinstance(doc_ids, str) else list(doc_ids)
+    query = {"terms": {id_field: ids}} if id_field else {"ids": {"values": ids}}
+    return {"size": len(ids) + 1, "_source": list(fields), "query": query}
 
 
 def build_knn_search(
@@ -84,6 +89,7 @@ def build_mlt_search(
     exclude_ids: Sequence[str] = (),
     source: Any = True,
     mlt_params: Mapping[str, Any] | None = None,
+    unlike: Sequence[Mapping[str, Any] | str] = (),
 ) -> dict[str, Any]:
     """Return a BM25 `more_like_this` search for documents like `like`.
 
@@ -97,13 +103,17 @@ def build_mlt_search(
         exclude_ids: Document ids to leave out, such as the example itself.
         source: The `_source` option of the hits.
         mlt_params: Overrides of `DEFAULT_MLT_PARAMS`.
+        unlike: Documents or texts whose terms are not selected, as in `like`.
     """
-    mlt = {
+    mlt: dict[str, Any] = {
         "fields": list(text_fields),
         "like": [item if isinstance(item, str) else dict(item) for item in like],
-        **DEFAULT_MLT_PARAMS,
-        **(mlt_params or {}),
     }
+    if unlike:
+        mlt["unlike"] = [
+            item if isinstance(item, str) else dict(item) for item in unlike
+        ]
+    mlt.update({**DEFAULT_MLT_PARAMS, **(mlt_params or {})})
     query: dict[str, Any] = {"bool": {"must": [{"more_like_this": mlt}]}}
     query["bool"].update(_bool_filter(filters, must_not, exclude_ids))
     return {"size": size, "_source": source, "query": query}

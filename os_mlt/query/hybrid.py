@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from opensearchpy import OpenSearch, TransportError
 
 from ..client import resolve_client
@@ -22,6 +24,7 @@ from ..settings import Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
 from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion, score_fusion
+from .rerank import Boost, boost_factors, mmr_order, relevance
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ class SimilarHit:
         source: The requested `_source` fields.
         knn_normalized: The normalized k-NN score under score fusion, else None.
         bm25_normalized: The normalized BM25 score under score fusion, else None.
+        boost: The product of the boosts' factors; 1.0 without boosts.
+        final_score: The value the final order follows when boosts or
+            diversity reorder the pool (relevance times boost, or the MMR
+            value); None when the fused score alone orders the hits.
     """
 
     id: str
@@ -80,11 +87,16 @@ class SimilarHit:
     source: dict[str, Any] = field(default_factory=dict)
     knn_normalized: float | None = None
     bm25_normalized: float | None = None
+    boost: float = 1.0
+    final_score: float | None = None
 
 
 @dataclass(frozen=True)
 class SimilarResult:
-    """Hits of `hybrid_similar` and the searches that produced them."""
+    """Hits of `hybrid_similar` and the searches that produced them.
+
+    `doc_id` names the examples' `_id`s, comma-separated, or is empty for a text.
+    """
 
     doc_id: str
     hits: list[SimilarHit]
@@ -95,10 +107,21 @@ class SimilarResult:
         return "\n\n".join(request.to_dev_tools() for request in self.requests)
 
 
+ExampleVectors = Literal["average", "best"]
+
+# Weight of the negative examples' mean vector, subtracted from the positive
+# query vector as in Rocchio feedback. Rocchio's usual settings weigh negative
+# feedback at a fifth to a third of positive feedback; a quarter moves the
+# query away from the negatives without leaving the positives' neighbourhood.
+UNLIKE_WEIGHT = 0.25
+
+
 def hybrid_similar(
-    doc_id: str,
+    doc_id: str | Sequence[str],
     k: int = 10,
     *,
+    unlike: Sequence[str] = (),
+    example_vectors: ExampleVectors = "average",
     filters: Iterable[FilterInput] | None = None,
     settings: Settings | None = None,
     client: OpenSearch | None = None,
@@ -114,18 +137,26 @@ def hybrid_similar(
     encoder: Encoder | None = None,
     exclude_same: Sequence[str] = (),
     max_similarity: float | None = None,
+    boosts: Sequence[Boost] = (),
+    diversity: float | None = None,
 ) -> SimilarResult:
-    """Find the `k` documents most like `doc_id` by meaning and by shared words.
+    """Find the `k` documents most like one or more examples, by meaning and by shared words.
 
-    Reads the document's vector, then sends one `_msearch` with a k-NN search
-    on that vector and a BM25 `more_like_this` search on the document. Both
-    searches apply the same filters and leave out the document itself. The two
-    rankings are fused with reciprocal rank fusion, or with score fusion when
-    `fusion` names a normalization.
+    Reads the examples' vectors, then sends one `_msearch` with a k-NN search
+    and a BM25 `more_like_this` search. Both searches apply the same filters
+    and leave out the examples themselves. The two rankings are fused with
+    reciprocal rank fusion, or with score fusion when `fusion` names a
+    normalization. Boosts and MMR diversity then reorder the fused pool.
 
     Args:
-        doc_id: `_id` of the example document.
+        doc_id: `_id` of the example document, or a list of several examples.
         k: Hits to return.
+        unlike: Ids of negative examples: k-NN moves its query vector away
+            from them (Rocchio, weight `UNLIKE_WEIGHT`) and `more_like_this`
+            gets them as `unlike`. They are never returned.
+        example_vectors: With several examples, `average` searches k-NN once
+            with the mean of their vectors; `best` searches once per example
+            and scores each candidate by its closest example.
         filters: Term, Terms, Range, Exists or Not objects, compact strings such
             as `"section=python"`, or raw Query DSL clauses; every hit matches all.
         settings: Connection, index and field settings; defaults read `OS_MLT_*`.
@@ -134,8 +165,8 @@ def hybrid_similar(
         offset: Fused hits to skip, for paging. The pool is the union of both
             components' `num_candidates` hits, so pages taken with the same
             `num_candidates` do not overlap or reorder. The last page may be short.
-        id_field: Field that contains `doc_id` as a business key, such as `sku`;
-            None looks `doc_id` up as the `_id`.
+        id_field: Field that contains the ids as a business key, such as `sku`;
+            None looks them up as `_id`.
         num_candidates: Hits each component returns for the fusion, from half of
             `offset + k` to
             10,000 (the k-NN plugin's maximum); None means the larger of 100 and `k`.
@@ -147,81 +178,84 @@ def hybrid_similar(
         source_fields: `_source` fields returned per hit; None returns all but
             the vector and its meta object.
         mlt_params: Overrides of the `more_like_this` parameters.
-        exclude_same: Fields whose values the example shares with documents to
+        exclude_same: Fields whose values an example shares with documents to
             leave out, such as a parent or source package field.
         max_similarity: Leave out near-duplicates: k-NN candidates whose cosine
             similarity to the example reaches this value (for example 0.98).
             The page is filled from the rest of the candidate pool.
-        encoder: Model used only when the stored vector cannot be read and the
+        boosts: `Recency` and `NumericBoost` factors that multiply each
+            candidate's relevance (its fused score scaled to (0, 1] over the pool).
+        diversity: Reorder the first `num_candidates` of the pool by maximal
+            marginal relevance: 0 keeps the order, 1 only avoids repeating
+            what is already picked; 0.3 is a common choice.
+        encoder: Model used only when a stored vector cannot be read and the
             document's text must be encoded again; loaded on demand otherwise.
 
     Raises:
-        DocumentNotFoundError: No document has `doc_id`.
-        VectorMissingError: The document has no vector; run the backfill.
-        ConfigurationError: `k` or `num_candidates` is out of range.
+        DocumentNotFoundError: No document has one of the ids.
+        VectorMissingError: An example has no vector; run the backfill.
+        ConfigurationError: `k` or `num_candidates` is out of range, or the
+            same id is both a positive and a negative example.
     """
     settings = settings or Settings()
     name = index or settings.require_index()
+    positives = [doc_id] if isinstance(doc_id, str) else list(doc_id)
+    negatives = list(unlike)
+    _check_examples(positives, negatives, example_vectors)
     num_candidates = _check_window(k, offset, num_candidates)
     _check_fusion(fusion, weights)
+    _check_rerank(max_similarity, diversity)
     client = resolve_client(client, settings)
     positive, negative = build_filter_clauses(filters)
-    source = _source_option(settings, source_fields)
+    source = _source_option(settings, source_fields, boosts)
 
-    if max_similarity is not None and not -1.0 <= max_similarity <= 1.0:
-        raise ConfigurationError(
-            f"max_similarity must be a cosine similarity from -1 to 1, got {max_similarity}"
-        )
     lookup_fields = [
         settings.vector_field,
         settings.meta_field,
         *settings.text_fields,
         *exclude_same,
+        *([id_field] if id_field else []),
     ]
-    lookup_body = build_lookup(doc_id, lookup_fields, id_field=id_field)
-    try:
-        example = _fetch_example(client, name, doc_id, lookup_body)
-    except TransportError as error:
-        if not isinstance(error.status_code, int) or error.status_code < 500:
-            raise
-        # NOTE: k-NN 3.5 rebuilds vectors for _source from the vector files
-        # (derived source), and after some segment merges that read fails with
-        # AlreadyClosedException. The document's text, encoded again, gives the
-        # same vector as long as the text has not changed since the backfill.
-        logger.warning(
-            "Reading the vector of %s from %s failed (%s); encoding its text instead",
-            doc_id,
-            name,
-            error.error,
-        )
-        lookup_body = build_lookup(doc_id, lookup_fields[1:], id_field=id_field)
-        example = _fetch_example(client, name, doc_id, lookup_body)
-    vector = example["_source"].get(settings.vector_field)
-    if not vector:
-        # The vector is unreadable, or the mapping leaves it out of _source.
-        vector = _encode_example(example, settings, encoder)
-
-    example_id = str(example["_id"])
-    negative = negative + _same_value_clauses(example["_source"], exclude_same)
-    hits, knn_body, mlt_body = _search_and_fuse(
+    examples, lookup_body = _fetch_examples(
+        client, name, positives + negatives, lookup_fields, id_field
+    )
+    vectors = [_example_vector(example, settings, encoder) for example in examples]
+    query_vectors = _query_vectors(
+        vectors[: len(positives)], vectors[len(positives) :], example_vectors
+    )
+    liked = examples[: len(positives)]
+    negative = negative + [
+        clause
+        for example in liked
+        for clause in _same_value_clauses(example["_source"], exclude_same)
+    ]
+    hits, knn_bodies, mlt_body = _search_and_fuse(
         client,
         name,
         settings,
-        vector=vector,
-        like=[{"_index": example["_index"], "_id": example_id}],
-        exclude_ids=[example_id],
+        vectors=query_vectors,
+        like=[{"_index": hit["_index"], "_id": hit["_id"]} for hit in liked],
+        unlike=[
+            {"_index": hit["_index"], "_id": hit["_id"]}
+            for hit in examples[len(positives) :]
+        ],
+        exclude_ids=[str(example["_id"]) for example in examples],
         filters=(positive, negative),
         source=source,
         window=_Window(k, offset, num_candidates, max_similarity),
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
+        rerank=_Rerank(tuple(boosts), diversity, encoder),
     )
-    requests = [
-        SearchRequest(f"Look up {doc_id}: its vector and text", name, lookup_body),
-        SearchRequest(f"k-NN: nearest neighbours of {doc_id}'s vector", name, knn_body),
-        SearchRequest(f"BM25: more_like_this {doc_id}", name, mlt_body),
+    label = ", ".join(positives)
+    requests = [SearchRequest(f"Look up {label}: vectors and text", name, lookup_body)]
+    requests += [
+        SearchRequest(f"k-NN: nearest neighbours of {label}", name, body)
+        for body in knn_bodies
     ]
-    return SimilarResult(doc_id=example_id, hits=hits, requests=requests)
+    requests.append(SearchRequest(f"BM25: more_like_this {label}", name, mlt_body))
+    example_ids = ", ".join(str(hit["_id"]) for hit in liked)
+    return SimilarResult(doc_id=example_ids, hits=hits, requests=requests)
 
 
 @dataclass(frozen=True)
@@ -234,12 +268,21 @@ class _Window:
     max_similarity: float | None = None
 
 
+@dataclass(frozen=True)
+class _Rerank:
+    """What reorders the fused pool before the page is cut."""
+
+    boosts: tuple[Boost, ...] = ()
+    diversity: float | None = None
+    encoder: Encoder | None = None
+
+
 def _search_and_fuse(
     client: OpenSearch,
     name: str,
     settings: Settings,
     *,
-    vector: Sequence[float],
+    vectors: Sequence[Sequence[float]],
     like: list[Any],
     exclude_ids: list[str],
     filters: tuple[list[dict[str, Any]], list[dict[str, Any]]],
@@ -247,17 +290,22 @@ def _search_and_fuse(
     window: _Window,
     mlt_params: Mapping[str, Any] | None,
     fusion: tuple[Fusion, int, Mapping[str, float] | None],
-) -> tuple[list[SimilarHit], dict[str, Any], dict[str, Any]]:
+    rerank: _Rerank,
+    unlike: Sequence[Any] = (),
+) -> tuple[list[SimilarHit], list[dict[str, Any]], dict[str, Any]]:
     positive, negative = filters
-    knn_body = build_knn_search(
-        settings.vector_field,
-        vector,
-        k=window.num_candidates,
-        filters=positive,
-        must_not=negative,
-        exclude_ids=exclude_ids,
-        source=source,
-    )
+    knn_bodies = [
+        build_knn_search(
+            settings.vector_field,
+            vector,
+            k=window.num_candidates,
+            filters=positive,
+            must_not=negative,
+            exclude_ids=exclude_ids,
+            source=source,
+        )
+        for vector in vectors
+    ]
     mlt_body = build_mlt_search(
         settings.text_fields,
         like,
@@ -267,8 +315,10 @@ def _search_and_fuse(
         exclude_ids=exclude_ids,
         source=source,
         mlt_params=mlt_params,
+        unlike=unlike,
     )
-    knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
+    *knn_lists, mlt_hits = _msearch(client, name, [*knn_bodies, mlt_body])
+    knn_hits = _closest_example(knn_lists, window.num_candidates)
     method, rank_constant, weights = fusion
     fused = _fuse(
         knn_hits,
@@ -282,7 +332,99 @@ def _search_and_fuse(
         fused = [
             hit for hit in fused if not _near_duplicate(hit, window.max_similarity)
         ]
-    return fused[window.offset : window.offset + window.k], knn_body, mlt_body
+    if rerank.boosts or rerank.diversity is not None:
+        fused = _rerank(client, name, settings, fused, rerank, window.num_candidates)
+    return fused[window.offset : window.offset + window.k], knn_bodies, mlt_body
+
+
+def _closest_example(
+    knn_lists: Sequence[list[dict[str, Any]]], size: int
+) -> list[dict[str, Any]]:
+    """Merge one k-NN list per example: each candidate keeps its best score."""
+    if len(knn_lists) == 1:
+        return knn_lists[0]
+    best: dict[str, dict[str, Any]] = {}
+    for hits in knn_lists:
+        for hit in hits:
+            kept = best.get(hit["_id"])
+            if kept is None or hit["_score"] > kept["_score"]:
+                best[hit["_id"]] = hit
+    merged = sorted(best.values(), key=lambda hit: (-hit["_score"], hit["_id"]))
+    return merged[:size]
+
+
+def _rerank(
+    client: OpenSearch,
+    name: str,
+    settings: Settings,
+    fused: list[SimilarHit],
+    rerank: _Rerank,
+    num_candidates: int,
+) -> list[SimilarHit]:
+    """Apply boosts to the whole pool, then MMR to its first `num_candidates`."""
+    values = relevance([hit.score for hit in fused])
+    factors = boost_factors(rerank.boosts, [hit.source for hit in fused])
+    adjusted = [
+        replace(hit, boost=factor, final_score=value * factor)
+        for hit, value, factor in zip(fused, values, factors, strict=True)
+    ]
+    adjusted.sort(key=lambda hit: -(hit.final_score or 0.0))
+    if rerank.diversity is None or len(adjusted) < 2:
+        return adjusted
+    head, tail = adjusted[:num_candidates], adjusted[num_candidates:]
+    vectors = _candidate_vectors(client, name, settings, head, rerank.encoder)
+    best = max(hit.final_score or 0.0 for hit in head) or 1.0
+    picks = mmr_order(
+        [(hit.final_score or 0.0) / best for hit in head],
+        vectors,
+        diversity=rerank.diversity,
+        count=len(head),
+    )
+    return [
+        replace(head[position], final_score=value) for position, value in picks
+    ] + tail
+
+
+def _candidate_vectors(
+    client: OpenSearch,
+    name: str,
+    settings: Settings,
+    hits: Sequence[SimilarHit],
+    encoder: Encoder | None,
+) -> NDArray[np.float32]:
+    """Read the candidates' vectors; encode the text of those that cannot be read."""
+    ids = [hit.id for hit in hits]
+    body = {
+        "size": len(ids),
+        "_source": [settings.vector_field, *settings.text_fields],
+        "query": {"ids": {"values": ids}},
+    }
+    try:
+        response = client.search(index=name, body=body)
+    except TransportError as error:
+        if not isinstance(error.status_code, int) or error.status_code < 500:
+            raise
+        # See the NOTE in hybrid_similar on reading vectors from k-NN 3.5.
+        body["_source"] = list(settings.text_fields)
+        response = client.search(index=name, body=body)
+    sources = {hit["_id"]: hit["_source"] for hit in response["hits"]["hits"]}
+    vectors: dict[str, list[float]] = {}
+    missing: list[str] = []
+    for doc_id in ids:
+        vector = sources.get(doc_id, {}).get(settings.vector_field)
+        if vector:
+            vectors[doc_id] = vector
+        else:
+            missing.append(doc_id)
+    if missing:
+        encoder = encoder or Encoder(settings.model, device=settings.device)
+        texts = [
+            document_text(sources.get(doc_id, {}), settings.text_fields)
+            for doc_id in missing
+        ]
+        for doc_id, vector in zip(missing, encoder.encode(texts), strict=True):
+            vectors[doc_id] = vector.tolist()
+    return np.asarray([vectors[doc_id] for doc_id in ids], dtype=np.float32)
 
 
 def _near_duplicate(hit: SimilarHit, max_similarity: float) -> bool:
@@ -356,6 +498,8 @@ def similar_to_text(
     weights: Mapping[str, float] | None = None,
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
+    boosts: Sequence[Boost] = (),
+    diversity: float | None = None,
 ) -> SimilarResult:
     """Find the `k` documents most like a free text, by k-NN and BM25 fused.
 
@@ -373,53 +517,161 @@ def similar_to_text(
         )
     num_candidates = _check_window(k, offset, num_candidates)
     _check_fusion(fusion, weights)
+    _check_rerank(None, diversity)
     client = resolve_client(client, settings)
     encoder = encoder or Encoder(settings.model, device=settings.device)
     vector = encoder.encode([text])[0].tolist()
-    hits, knn_body, mlt_body = _search_and_fuse(
+    hits, knn_bodies, mlt_body = _search_and_fuse(
         client,
         name,
         settings,
-        vector=vector,
+        vectors=[vector],
         like=[text],
         exclude_ids=[],
         filters=build_filter_clauses(filters),
-        source=_source_option(settings, source_fields),
+        source=_source_option(settings, source_fields, boosts),
         window=_Window(k, offset, num_candidates),
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
+        rerank=_Rerank(tuple(boosts), diversity, encoder),
     )
     requests = [
-        SearchRequest("k-NN: nearest neighbours of the text's vector", name, knn_body),
+        SearchRequest(
+            "k-NN: nearest neighbours of the text's vector", name, knn_bodies[0]
+        ),
         SearchRequest("BM25: more_like_this the text", name, mlt_body),
     ]
     return SimilarResult(doc_id="", hits=hits, requests=requests)
 
 
-def _source_option(settings: Settings, source_fields: Sequence[str] | None) -> Any:
+def _source_option(
+    settings: Settings, source_fields: Sequence[str] | None, boosts: Sequence[Boost]
+) -> Any:
     if source_fields is not None:
-        return list(source_fields)
+        # Boosts read their fields from each hit's _source.
+        extra = [boost.field for boost in boosts if boost.field not in source_fields]
+        return [*source_fields, *extra]
     return {"excludes": [settings.vector_field, settings.meta_field]}
 
 
-def _fetch_example(
-    client: OpenSearch, index: str, doc_id: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    response = client.search(index=index, body=body)
-    hits = response["hits"]["hits"]
-    if not hits:
-        raise DocumentNotFoundError(
-            f"document {doc_id!r} not found in {index!r}; check the id "
-            f"(GET {index}/_doc/{doc_id}) and the index name"
-        )
-    if len(hits) > 1:
-        holders = ", ".join(hit["_index"] for hit in hits)
+def _check_examples(
+    positives: Sequence[str], negatives: Sequence[str], example_vectors: str
+) -> None:
+    if not positives or not all(isinstance(item, str) and item for item in positives):
         raise ConfigurationError(
-            f"id {doc_id!r} exists in several indices behind {index!r} ({holders}); "
-            "name one concrete index with --index"
+            f"give at least one example document id, got {list(positives)!r}"
         )
-    hit: dict[str, Any] = hits[0]
-    return hit
+    both = sorted(set(positives) & set(negatives))
+    if both:
+        raise ConfigurationError(
+            f"ids {both} are both examples and negative examples (unlike); "
+            "give each id once"
+        )
+    if example_vectors not in ("average", "best"):
+        raise ConfigurationError(
+            f"example_vectors {example_vectors!r} is not 'average' or 'best'"
+        )
+
+
+def _check_rerank(max_similarity: float | None, diversity: float | None) -> None:
+    if max_similarity is not None and not -1.0 <= max_similarity <= 1.0:
+        raise ConfigurationError(
+            f"max_similarity must be a cosine similarity from -1 to 1, got {max_similarity}"
+        )
+    if diversity is not None and not 0.0 <= diversity <= 1.0:
+        raise ConfigurationError(
+            f"diversity must be from 0 (relevance only) to 1, got {diversity}"
+        )
+
+
+def _fetch_examples(
+    client: OpenSearch,
+    name: str,
+    ids: Sequence[str],
+    fields: list[str],
+    id_field: str | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Return the example hits in the order of `ids`, and the lookup search sent."""
+    body = build_lookup(ids, fields, id_field=id_field)
+    try:
+        hits = client.search(index=name, body=body)["hits"]["hits"]
+    except TransportError as error:
+        if not isinstance(error.status_code, int) or error.status_code < 500:
+            raise
+        # NOTE: k-NN 3.5 rebuilds vectors for _source from the vector files
+        # (derived source), and after some segment merges that read fails with
+        # AlreadyClosedException. The document's text, encoded again, gives the
+        # same vector as long as the text has not changed since the backfill.
+        logger.warning(
+            "Reading the vectors of %s from %s failed (%s); encoding their text instead",
+            ", ".join(ids),
+            name,
+            error.error,
+        )
+        body = build_lookup(ids, fields[1:], id_field=id_field)
+        hits = client.search(index=name, body=body)["hits"]["hits"]
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for hit in hits:
+        key = field_value(hit["_source"], id_field) if id_field else hit["_id"]
+        for value in key if isinstance(key, list) else [key]:
+            found.setdefault(str(value), []).append(hit)
+    missing = [doc_id for doc_id in ids if doc_id not in found]
+    if missing:
+        where = f"field {id_field!r}" if id_field else "_id"
+        raise DocumentNotFoundError(
+            f"no document has {where} {', '.join(map(repr, missing))} in {name!r}; "
+            f"check the id (GET {name}/_doc/{missing[0]}) and the index name"
+        )
+    for doc_id in ids:
+        if len(found[doc_id]) > 1:
+            holders = ", ".join(
+                f"{hit['_index']}/{hit['_id']}" for hit in found[doc_id]
+            )
+            raise ConfigurationError(
+                f"id {doc_id!r} matches several documents behind {name!r} ({holders}); "
+                "name one concrete index with --index, or use a unique id field"
+            )
+    return [found[doc_id][0] for doc_id in ids], body
+
+
+def _example_vector(
+    example: dict[str, Any], settings: Settings, encoder: Encoder | None
+) -> NDArray[np.float32]:
+    vector = example["_source"].get(settings.vector_field)
+    if not vector:
+        # The vector is unreadable, or the mapping leaves it out of _source.
+        vector = _encode_example(example, settings, encoder)
+    return np.asarray(vector, dtype=np.float32)
+
+
+def _query_vectors(
+    positives: Sequence[NDArray[np.float32]],
+    negatives: Sequence[NDArray[np.float32]],
+    example_vectors: ExampleVectors,
+) -> list[list[float]]:
+    """Return the k-NN query vectors: one for `average`, one per example for `best`."""
+
+    def unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm > 0 else vector
+
+    away: Any = 0.0
+    if negatives:
+        away = UNLIKE_WEIGHT * np.mean([unit(vector) for vector in negatives], axis=0)
+    if example_vectors == "average" or len(positives) == 1:
+        bases = [np.mean([unit(vector) for vector in positives], axis=0)]
+    else:
+        bases = [unit(vector) for vector in positives]
+    queries = []
+    for base in bases:
+        query = unit(np.asarray(base - away, dtype=np.float32))
+        if not np.any(query):
+            raise ConfigurationError(
+                "the examples' vectors cancel out to zero; give different examples"
+            )
+        queries.append([float(value) for value in query])
+    return queries
 
 
 def _encode_example(
