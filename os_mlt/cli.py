@@ -38,7 +38,15 @@ errors = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH
 def _settings(args: argparse.Namespace) -> Settings:
     """Build settings from the environment, with the options given on the command line on top."""
     overrides: dict[str, Any] = {}
-    for option in ("hosts", "index", "text_fields", "vector_field", "model"):
+    for option in (
+        "hosts",
+        "index",
+        "text_fields",
+        "vector_field",
+        "model",
+        "categorical_fields",
+        "categorical_weight",
+    ):
         value = getattr(args, option, None)
         if value is not None:
             overrides[option] = value
@@ -441,6 +449,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         num_candidates=args.num_candidates,
         rank_constant=args.rank_constant,
         weights=_parse_weights(args.weights),
+        categorical_fields=settings.categorical_fields,
+        categorical_weight=settings.categorical_weight,
     )
     table = Table(title=f"{len(judgments)} queries on {settings.index}")
     table.add_column("system")
@@ -454,6 +464,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             json.dumps(results, indent=2) + "\n", encoding="utf-8"
         )
     return 0
+
+
+def _add_categorical_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--categorical-fields",
+        dest="categorical_fields",
+        help="keyword fields whose values shared with the example raise a hit, "
+        "comma-separated, e.g. section,tags (env OS_MLT_CATEGORICAL_FIELDS)",
+    )
+    parser.add_argument(
+        "--categorical-weight",
+        dest="categorical_weight",
+        type=float,
+        help="strength of that raise (env OS_MLT_CATEGORICAL_WEIGHT)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -494,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         "similar", help="find documents like one or more example documents"
     )
     _add_connection_options(similar)
+    _add_categorical_options(similar)
     similar.add_argument(
         "doc_id", nargs="*", help="_id of the example document; several are allowed"
     )
@@ -666,6 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="score BM25, k-NN and hybrid rankings against a judgments file"
     )
     _add_connection_options(evaluation)
+    _add_categorical_options(evaluation)
     evaluation.add_argument(
         "judgments", help="judgments file, as written by os-mlt judgments"
     )

@@ -199,9 +199,21 @@ def rankings_for(
 
     `result` is a `SimilarResult` whose hits hold every candidate of both
     components (k of at least twice `num_candidates`), so each system ranks
-    the same candidate pool.
+    the same candidate pool. When the hits carry boosts (categorical fields),
+    the hybrid systems order by relevance times boost, as `hybrid_similar` does.
     """
     from .query.fusion import reciprocal_rank_fusion, score_fusion
+    from .query.rerank import relevance
+
+    boost = {hit.id: hit.boost for hit in result.hits}
+
+    def boosted(items: Sequence[Any]) -> list[str]:
+        values = relevance([item.score for item in items])
+        order = sorted(
+            zip(items, values, strict=True),
+            key=lambda pair: -pair[1] * boost[pair[0].id],
+        )
+        return [item.id for item, _ in order]
 
     knn = sorted(
         (hit for hit in result.hits if hit.knn_rank), key=lambda hit: hit.knn_rank
@@ -212,13 +224,12 @@ def rankings_for(
     rankings = {
         "bm25": [hit.id for hit in bm25],
         "knn": [hit.id for hit in knn],
-        "hybrid-rrf": [
-            item.id
-            for item in reciprocal_rank_fusion(
+        "hybrid-rrf": boosted(
+            reciprocal_rank_fusion(
                 {"knn": [hit.id for hit in knn], "bm25": [hit.id for hit in bm25]},
                 rank_constant=rank_constant,
             )
-        ],
+        ),
     }
     scored = {
         "knn": [(hit.id, float(hit.knn_score)) for hit in knn],
@@ -226,7 +237,7 @@ def rankings_for(
     }
     for method in ("min_max", "z_score", "l2"):
         fused = score_fusion(scored, normalization=method, weights=weights)
-        rankings[f"hybrid-{method}"] = [item.id for item in fused]
+        rankings[f"hybrid-{method}"] = boosted(fused)
     return rankings
 
 
@@ -238,6 +249,8 @@ def evaluate(
     num_candidates: int = 100,
     rank_constant: int = 60,
     weights: Mapping[str, float] | None = None,
+    categorical_fields: Sequence[str] | None = None,
+    categorical_weight: float | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score every system in `SYSTEMS` on the judgments; return mean metrics per system.
 
@@ -260,6 +273,8 @@ def evaluate(
             settings=settings,
             client=client,
             source_fields=[],
+            categorical_fields=categorical_fields,
+            categorical_weight=categorical_weight,
         )
         for system, ranking in rankings_for(
             result, rank_constant=rank_constant, weights=weights

@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
+# Default of `categorical_weight`, chosen by measurement; see docs/benchmarks.md.
+CATEGORICAL_WEIGHT = 1.0
+
 # OpenSearch rejects field names that are empty, start with a dot or end with one.
 _FIELD_NAME = re.compile(r"^[^.\s][^\s]*(?<!\.)$")
 
@@ -89,7 +92,15 @@ class Settings(BaseSettings):
     scroll_keep_alive: str = "5m"
     """How long the cluster keeps the backfill's scroll context between pages."""
 
-    @field_validator("hosts", "text_fields", mode="before")
+    categorical_fields: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Keyword fields, such as a section or tags, whose values `hybrid_similar`
+    compares: candidates that share more of an example's values rank higher."""
+
+    categorical_weight: float = Field(default=CATEGORICAL_WEIGHT, ge=0)
+    """How much shared categorical values raise a candidate: its relevance is
+    multiplied by 1 + weight * (mean Jaccard overlap over the fields)."""
+
+    @field_validator("hosts", "text_fields", "categorical_fields", mode="before")
     @classmethod
     def _parse_list(cls, value: object) -> object:
         return _split_list(value)
@@ -129,6 +140,16 @@ class Settings(BaseSettings):
                 )
         if len(set(value)) != len(value):
             raise ValueError(f"text_fields lists a field twice: {value}")
+        return value
+
+    @field_validator("categorical_fields")
+    @classmethod
+    def _check_categorical_fields(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _FIELD_NAME.match(name):
+                raise ValueError(
+                    f"categorical field name {name!r} is not a valid OpenSearch field name"
+                )
         return value
 
     @field_validator("vector_field")

@@ -271,3 +271,50 @@ def test_dates_durations_and_relevance() -> None:
     values = relevance([-2.0, 0.0, 2.0])
     assert values[0] > 0 and values[2] == 1.0
     assert all(math.isfinite(value) for value in values)
+
+
+def test_shared_categorical_values_raise_hits(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    result = hybrid_similar(
+        "scipy",
+        k=11,
+        categorical_fields=["section", "tags"],
+        categorical_weight=4.0,
+        settings=hybrid_index,
+        client=client,
+        source_fields=[],
+    )
+
+    wanted = {"section": {"python"}, "tags": set(DOCUMENTS["scipy"]["tags"])}
+    for hit in result.hits:
+        overlaps = []
+        for name, values in wanted.items():
+            value = DOCUMENTS[hit.id][name]
+            have = set(value if isinstance(value, list) else [value])
+            overlaps.append(len(values & have) / len(values | have))
+        assert hit.boost == pytest.approx(1 + 4.0 * sum(overlaps) / 2)
+        assert hit.source["section"] == DOCUMENTS[hit.id]["section"]
+    # numpy shares the section and both tags; it leads whatever the fusion.
+    assert result.hits[0].id == "numpy"
+    assert [hit.id for hit in result.hits][:2] == ["numpy", "sympy"]
+
+
+def test_categorical_fields_come_from_settings(
+    hybrid_index: Settings, client: OpenSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OS_MLT_CATEGORICAL_FIELDS", "section")
+    monkeypatch.setenv("OS_MLT_CATEGORICAL_WEIGHT", "3")
+    settings = Settings(hosts=hybrid_index.hosts, index=hybrid_index.index)
+    assert settings.categorical_fields == ["section"]
+
+    result = hybrid_similar("vlc", k=3, settings=settings, client=client)
+    assert result.hits[0].id == "mpv"
+    assert result.hits[0].boost == pytest.approx(4.0)
+    plain = hybrid_similar(
+        "vlc", k=3, categorical_fields=[], settings=settings, client=client
+    )
+    assert all(hit.boost == 1.0 and hit.final_score is None for hit in plain.hits)
+    monkeypatch.setenv("OS_MLT_CATEGORICAL_FIELDS", "bad field")
+    with pytest.raises(ValueError, match="'bad field'"):
+        Settings()

@@ -25,7 +25,7 @@ from .hybrid import (
     hybrid_similar,
     similar_to_text,
 )
-from .rerank import Boost, NumericBoost, Recency
+from .rerank import Boost, NumericBoost, Recency, SharedValues
 
 __all__ = [
     "DEFAULT_MLT_PARAMS",
@@ -40,6 +40,7 @@ __all__ = [
     "Range",
     "Recency",
     "SearchRequest",
+    "SharedValues",
     "SimilarHit",
     "SimilarResult",
     "Term",

@@ -24,7 +24,7 @@ from ..settings import Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
 from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion, score_fusion
-from .rerank import Boost, boost_factors, mmr_order, relevance
+from .rerank import Boost, SharedValues, boost_factors, mmr_order, relevance
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ def hybrid_similar(
     max_similarity: float | None = None,
     boosts: Sequence[Boost] = (),
     diversity: float | None = None,
+    categorical_fields: Sequence[str] | None = None,
+    categorical_weight: float | None = None,
 ) -> SimilarResult:
     """Find the `k` documents most like one or more examples, by meaning and by shared words.
 
@@ -185,6 +187,11 @@ def hybrid_similar(
             The page is filled from the rest of the candidate pool.
         boosts: `Recency` and `NumericBoost` factors that multiply each
             candidate's relevance (its fused score scaled to (0, 1] over the pool).
+        categorical_fields: Keyword fields, such as a section or tags, whose
+            values shared with the examples raise a candidate (a `SharedValues`
+            boost); None takes `settings.categorical_fields`.
+        categorical_weight: Strength of that boost; None takes
+            `settings.categorical_weight`.
         diversity: Reorder the first `num_candidates` of the pool by maximal
             marginal relevance: 0 keeps the order, 1 only avoids repeating
             what is already picked; 0.3 is a common choice.
@@ -207,13 +214,17 @@ def hybrid_similar(
     _check_rerank(max_similarity, diversity)
     client = resolve_client(client, settings)
     positive, negative = build_filter_clauses(filters)
-    source = _source_option(settings, source_fields, boosts)
+    if categorical_fields is None:
+        categorical_fields = settings.categorical_fields
+    if categorical_weight is None:
+        categorical_weight = settings.categorical_weight
 
     lookup_fields = [
         settings.vector_field,
         settings.meta_field,
         *settings.text_fields,
         *exclude_same,
+        *categorical_fields,
         *([id_field] if id_field else []),
     ]
     examples, lookup_body = _fetch_examples(
@@ -224,6 +235,12 @@ def hybrid_similar(
         vectors[: len(positives)], vectors[len(positives) :], example_vectors
     )
     liked = examples[: len(positives)]
+    if categorical_fields and categorical_weight > 0:
+        shared = SharedValues.of_examples(
+            categorical_fields, categorical_weight, [hit["_source"] for hit in liked]
+        )
+        boosts = [*boosts, shared]
+    source = _source_option(settings, source_fields, boosts)
     negative = negative + [
         clause
         for example in liked
@@ -549,8 +566,8 @@ def _source_option(
 ) -> Any:
     if source_fields is not None:
         # Boosts read their fields from each hit's _source.
-        extra = [boost.field for boost in boosts if boost.field not in source_fields]
-        return [*source_fields, *extra]
+        extra = {name for boost in boosts for name in boost.source_fields}
+        return [*source_fields, *sorted(extra - set(source_fields))]
     return {"excludes": [settings.vector_field, settings.meta_field]}
 
 

@@ -83,6 +83,11 @@ class Recency:
         parse_duration(self.half_life)
         _check_factor(self.missing, "missing")
 
+    @property
+    def source_fields(self) -> tuple[str, ...]:
+        """The `_source` fields the boost reads."""
+        return (self.field,)
+
     def factors(self, sources: Sequence[Mapping[str, Any]]) -> list[float]:
         """Return one factor in (0, 1] per candidate."""
         half_life = parse_duration(self.half_life).total_seconds()
@@ -132,6 +137,11 @@ class NumericBoost:
             )
         _check_factor(self.missing, "missing")
 
+    @property
+    def source_fields(self) -> tuple[str, ...]:
+        """The `_source` fields the boost reads."""
+        return (self.field,)
+
     def factors(self, sources: Sequence[Mapping[str, Any]]) -> list[float]:
         """Return one factor per candidate."""
         values: list[float | None] = []
@@ -156,7 +166,62 @@ class NumericBoost:
         ]
 
 
-Boost = Recency | NumericBoost
+@dataclass(frozen=True)
+class SharedValues:
+    """Raise relevance with the categorical values a candidate shares with the examples.
+
+    The factor is `1 + weight * overlap`, where `overlap` is the Jaccard
+    overlap of the candidate's values with the examples' values, averaged
+    over the fields. A field that neither side has counts as no overlap.
+
+    Attributes:
+        fields: Keyword fields, such as a section or a tag list.
+        weight: Strength of the boost; the factor stays in [1, 1 + weight].
+        values: The examples' values, one set per field.
+    """
+
+    fields: tuple[str, ...]
+    weight: float
+    values: tuple[frozenset[str], ...]
+
+    @classmethod
+    def of_examples(
+        cls,
+        fields: Sequence[str],
+        weight: float,
+        examples: Sequence[Mapping[str, Any]],
+    ) -> SharedValues:
+        """Collect the values of `fields` over the examples' `_source`."""
+        _check_factor(weight, "categorical weight")
+        values = tuple(
+            frozenset(
+                value
+                for source in examples
+                for value in _values(field_value(source, name))
+            )
+            for name in fields
+        )
+        return cls(tuple(fields), weight, values)
+
+    @property
+    def source_fields(self) -> tuple[str, ...]:
+        """The `_source` fields the boost reads."""
+        return self.fields
+
+    def factors(self, sources: Sequence[Mapping[str, Any]]) -> list[float]:
+        """Return one factor in [1, 1 + weight] per candidate."""
+        result = []
+        for source in sources:
+            overlaps = []
+            for name, wanted in zip(self.fields, self.values, strict=True):
+                have = set(_values(field_value(source, name)))
+                union = wanted | have
+                overlaps.append(len(wanted & have) / len(union) if union else 0.0)
+            result.append(1.0 + self.weight * sum(overlaps) / len(overlaps))
+        return result
+
+
+Boost = Recency | NumericBoost | SharedValues
 
 
 def relevance(scores: Sequence[float]) -> list[float]:
@@ -215,6 +280,12 @@ def mmr_order(
         remaining.remove(best)
         closest = np.maximum(closest, similarity[best])
     return picked
+
+
+def _values(value: Any) -> list[str]:
+    """Return a field's scalar values as strings; lists give one per item."""
+    items = value if isinstance(value, list) else [value]
+    return [str(item) for item in items if isinstance(item, (str, int, float, bool))]
 
 
 def _first(value: Any) -> Any:
