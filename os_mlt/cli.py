@@ -234,7 +234,8 @@ def _print_result(
         # With --json the searches go to stderr, so stdout stays valid JSON.
         target = errors if args.json else console
         target.print(
-            "# The k-NN and BM25 searches below were sent together in one _msearch.",
+            "# The k-NN and BM25 searches below were sent together in one _msearch;\n"
+            "# a last search, if shown, fetched the _source of the returned hits.",
             markup=False,
             highlight=False,
         )

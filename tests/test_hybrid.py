@@ -357,8 +357,9 @@ def test_cli_dsl_runs_as_printed(
 
     assert status == 0
     blocks = _dev_tools_blocks(captured.err)
-    assert [path for path, _ in blocks] == [f"{hybrid_index.index}/_search"] * 3
-    lookup, knn, mlt = (body for _, body in blocks)
+    assert [path for path, _ in blocks] == [f"{hybrid_index.index}/_search"] * 4
+    lookup, knn, mlt, page = (body for _, body in blocks)
+    assert page["query"] == {"ids": {"values": ["numpy", "sympy"]}}
     assert lookup["query"] == {"ids": {"values": ["scipy"]}}
     assert knn["query"]["knn"]["embedding"]["filter"]["bool"]["filter"] == [
         {"term": {"section": "python"}},

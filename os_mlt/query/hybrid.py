@@ -246,7 +246,7 @@ def hybrid_similar(
         for example in liked
         for clause in _same_value_clauses(example["_source"], exclude_same)
     ]
-    hits, knn_bodies, mlt_body = _search_and_fuse(
+    hits, knn_bodies, mlt_body, page_body = _search_and_fuse(
         client,
         name,
         settings,
@@ -271,6 +271,8 @@ def hybrid_similar(
         for body in knn_bodies
     ]
     requests.append(SearchRequest(f"BM25: more_like_this {label}", name, mlt_body))
+    if page_body:
+        requests.append(SearchRequest("_source of the page's hits", name, page_body))
     example_ids = ", ".join(str(hit["_id"]) for hit in liked)
     return SimilarResult(doc_id=example_ids, hits=hits, requests=requests)
 
@@ -309,8 +311,17 @@ def _search_and_fuse(
     fusion: tuple[Fusion, int, Mapping[str, float] | None],
     rerank: _Rerank,
     unlike: Sequence[Any] = (),
-) -> tuple[list[SimilarHit], list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[
+    list[SimilarHit], list[dict[str, Any]], dict[str, Any], dict[str, Any] | None
+]:
     positive, negative = filters
+    # The candidates come without _source, which would cost more than the
+    # searches themselves; only the fields boosts read are fetched. The page
+    # that is returned gets its _source in one more small search.
+    boost_fields = sorted(
+        {name for boost in rerank.boosts for name in boost.source_fields}
+    )
+    candidate_source: Any = boost_fields or False
     knn_bodies = [
         build_knn_search(
             settings.vector_field,
@@ -319,7 +330,7 @@ def _search_and_fuse(
             filters=positive,
             must_not=negative,
             exclude_ids=exclude_ids,
-            source=source,
+            source=candidate_source,
         )
         for vector in vectors
     ]
@@ -330,7 +341,7 @@ def _search_and_fuse(
         filters=positive,
         must_not=negative,
         exclude_ids=exclude_ids,
-        source=source,
+        source=candidate_source,
         mlt_params=mlt_params,
         unlike=unlike,
     )
@@ -351,7 +362,32 @@ def _search_and_fuse(
         ]
     if rerank.boosts or rerank.diversity is not None:
         fused = _rerank(client, name, settings, fused, rerank, window.num_candidates)
-    return fused[window.offset : window.offset + window.k], knn_bodies, mlt_body
+    page = fused[window.offset : window.offset + window.k]
+    page, page_body = _fetch_page_sources(client, name, page, source)
+    return page, knn_bodies, mlt_body, page_body
+
+
+def _fetch_page_sources(
+    client: OpenSearch, name: str, page: list[SimilarHit], source: Any
+) -> tuple[list[SimilarHit], dict[str, Any] | None]:
+    """Give the page's hits their `_source`; no search when no field is asked for."""
+    if not page or source == []:
+        return page, None
+    body = {
+        "size": 2 * len(page),
+        "_source": source,
+        "query": {"ids": {"values": sorted({hit.id for hit in page})}},
+    }
+    response = client.search(index=name, body=body)
+    sources = {
+        (hit["_index"], hit["_id"]): hit.get("_source", {})
+        for hit in response["hits"]["hits"]
+    }
+    filled = [
+        replace(hit, source={**hit.source, **sources.get((hit.index, hit.id), {})})
+        for hit in page
+    ]
+    return filled, body
 
 
 def _closest_example(
@@ -538,7 +574,7 @@ def similar_to_text(
     client = resolve_client(client, settings)
     encoder = encoder or Encoder(settings.model, device=settings.device)
     vector = encoder.encode([text])[0].tolist()
-    hits, knn_bodies, mlt_body = _search_and_fuse(
+    hits, knn_bodies, mlt_body, page_body = _search_and_fuse(
         client,
         name,
         settings,
@@ -558,6 +594,8 @@ def similar_to_text(
         ),
         SearchRequest("BM25: more_like_this the text", name, mlt_body),
     ]
+    if page_body:
+        requests.append(SearchRequest("_source of the page's hits", name, page_body))
     return SimilarResult(doc_id="", hits=hits, requests=requests)
 
 
