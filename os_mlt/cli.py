@@ -460,6 +460,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for system, scores in results.items():
         table.add_row(system, *(f"{scores[metric]:.4f}" for metric in METRICS))
     console.print(table)
+    single = max(results["bm25"]["ndcg@10"], results["knn"]["ndcg@10"])
+    if single > 0:
+        for system, scores in results.items():
+            if system.startswith("hybrid-"):
+                console.print(
+                    f"{system} nDCG@10 / better single component: "
+                    f"{scores['ndcg@10'] / single:.3f}"
+                )
     if args.json:
         Path(args.json).write_text(
             json.dumps(results, indent=2) + "\n", encoding="utf-8"

@@ -163,3 +163,33 @@ def test_debian_eval_scores_every_system(
     weaker = min(scores["bm25"]["ndcg@10"], scores["knn"]["ndcg@10"])
     assert scores["hybrid-rrf"]["ndcg@10"] > weaker
     assert "hybrid-rrf" in capsys.readouterr().out
+
+
+def test_debian_shared_section_raises_hybrid_ndcg(
+    debian: DebianSample, client: OpenSearch
+) -> None:
+    from os_mlt.evaluation import build_tag_judgments, evaluate
+
+    records = sample_jsonl(
+        DEBIAN_CORPUS,
+        limit=SAMPLE_SIZE - len(debian.biology),
+        seed=13,
+        include_ids=debian.biology,
+    )
+    judgments = build_tag_judgments(records, queries=60, seed=13)
+
+    plain = evaluate(judgments, settings=debian.settings, client=client)
+    shared = evaluate(
+        judgments,
+        settings=debian.settings,
+        client=client,
+        categorical_fields=["section"],
+        categorical_weight=1.0,
+    )
+
+    # The section is not what the judgments grade (tags are), but packages
+    # of one section share tags more often than two packages chosen at random.
+    assert shared["hybrid-rrf"]["ndcg@10"] > plain["hybrid-rrf"]["ndcg@10"]
+    # BM25 and k-NN alone do not use the categorical fields.
+    assert shared["bm25"] == plain["bm25"]
+    assert shared["knn"] == plain["knn"]
