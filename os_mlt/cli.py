@@ -14,6 +14,7 @@ from typing import Any
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .errors import ConfigurationError, OsMltError
-from .settings import Settings
+from .settings import FUSIONS, Settings
 
 # Rich falls back to 80 columns when output is not a terminal, which folds
 # result tables beyond reading; 160 keeps one hit per line in logs and pipes.
@@ -485,23 +486,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="FIELD=VALUE, FIELD=V1,V2, FIELD>=N, FIELD<DATE, FIELD=*, FIELD!=VALUE, not:FILTER; repeatable",
     )
     similar.add_argument("--fields", help="_source fields to show, comma-separated")
+    # The fusion options default to None, so that hybrid_similar takes them
+    # from the settings, which read environment variables and the settings file.
     similar.add_argument(
         "--num-candidates",
         type=int,
-        default=100,
-        help="hits per component before fusion (default 100)",
+        help="hits per component before fusion (default: settings, else 100)",
     )
     similar.add_argument(
         "--fusion",
-        choices=["rrf", "min_max", "z_score", "l2"],
-        default="rrf",
-        help="rrf fuses ranks; the others normalize scores and take a weighted mean",
+        choices=FUSIONS,
+        help="rrf fuses ranks; the others normalize scores and take a weighted "
+        "mean (default: settings, else rrf)",
     )
     similar.add_argument(
-        "--rank-constant", type=int, default=60, help="RRF constant (default 60)"
+        "--rank-constant",
+        type=int,
+        help="RRF constant (default: settings, else 60)",
     )
     similar.add_argument(
-        "--weights", help="score fusion weights, e.g. knn=0.7,bm25=0.3"
+        "--weights",
+        help="score fusion weights, e.g. knn=0.7,bm25=0.3 (default: settings, else 1 each)",
     )
     similar.add_argument(
         "--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools"
@@ -710,6 +715,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         status: int = args.handler(args)
+    except SettingsError as error:
+        # pydantic-settings raises this for an OS_MLT_* value it cannot parse,
+        # such as OS_MLT_WEIGHTS that is not valid JSON.
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return 2
     except ValidationError as error:
         for item in error.errors():
             location = ".".join(str(part) for part in item["loc"]) or "settings"
