@@ -151,7 +151,7 @@ def print_similar(result: Any, fields: Sequence[str]) -> None:
     )
     table.add_column("#", justify="right", min_width=2, no_wrap=True)
     table.add_column("id", no_wrap=True)
-    table.add_column("rrf", justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
     table.add_column("k-NN rank (score)", justify="right", no_wrap=True)
     table.add_column("BM25 rank (score)", justify="right", no_wrap=True)
     # The rank and score columns take about 70 characters; the fields share the rest.
