@@ -135,14 +135,16 @@ class JsonSettingsFileSource(JsonConfigSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         # The parent's constructor reads the file, before it stores settings_cls.
-        self._fields_of = settings_cls
+        self._settings_class = settings_cls
         self.settings_path = _existing_settings_file()
         super().__init__(settings_cls, json_file=self.settings_path)
 
+    # NOTE: _read_file is the private per-file hook of pydantic-settings' file
+    # sources; this override was checked against pydantic-settings 2.16.
     def _read_file(self, file_path: Any) -> dict[str, Any]:
         path = Path(file_path)
         data = read_settings_file(path)
-        validate_settings_values(self._fields_of, data, path)
+        validate_settings_values(self._settings_class, data, path)
         return data
 
 
