@@ -14,6 +14,7 @@ from typing import Any
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .errors import ConfigurationError, OsMltError
-from .settings import Settings
+from .settings import FUSIONS, Settings
 
 # Rich falls back to 80 columns when output is not a terminal, which folds
 # result tables beyond reading; 160 keeps one hit per line in logs and pipes.
@@ -475,6 +476,145 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_values(text: str, convert: Any, option: str) -> list[Any]:
+    """Read a comma-separated option value such as `10,20,40` into a list."""
+    values = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            values.append(convert(part.strip()))
+        except ValueError as error:
+            raise ConfigurationError(
+                f"{option} value {part.strip()!r} is not a valid "
+                f"{convert.__name__}; give a comma-separated list such as "
+                f"{option} {_EXAMPLES[option]}"
+            ) from error
+    return values
+
+
+_EXAMPLES = {
+    "--rank-constants": "20,60",
+    "--knn-weights": "0.3,0.5,0.7",
+    "--num-candidates": "50,100",
+}
+
+
+def _tune_judgments(args: argparse.Namespace) -> list[Any]:
+    from .clicks import read_click_judgments
+    from .evaluation import read_judgments
+
+    if (args.judgments is None) == (args.clicks is None):
+        raise ConfigurationError(
+            "give a judgments file or --clicks with a click log, one of the two"
+        )
+    if args.judgments is not None:
+        return read_judgments(Path(args.judgments))
+    judgments = read_click_judgments(
+        Path(args.clicks), position_bias=args.position_bias, smoothing=args.smoothing
+    )
+    console.print(f"Derived judgments for {len(judgments)} queries from {args.clicks}")
+    return judgments
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import Grid, tune
+
+    settings = _settings(args)
+    settings.require_index()
+    judgments = _tune_judgments(args)
+    grid = Grid(
+        fusions=_parse_values(args.fusions, str, "--fusions"),
+        rank_constants=_parse_values(args.rank_constants, int, "--rank-constants"),
+        knn_weights=_parse_values(args.knn_weights, float, "--knn-weights"),
+        windows=_parse_values(args.num_candidates, int, "--num-candidates"),
+    )
+    with _progress_bar() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "Searching" if stage == "search" else "Scoring settings"
+                tasks[stage] = bar.add_task(label, total=total, rate="")
+            bar.update(tasks[stage], completed=done)
+
+        result = tune(
+            judgments,
+            settings=settings,
+            grid=grid,
+            metric=args.metric,
+            holdout=args.holdout,
+            seed=args.seed,
+            skip_missing=args.skip_missing,
+            progress=on_progress,
+        )
+    _print_tune(result)
+
+    written: Path | None = None
+    if args.write is not None:
+        written = _write_tuned(args.write, result.chosen.settings_values())
+    if args.json:
+        report = {**result.to_dict(), "written_to": str(written) if written else None}
+        Path(args.json).write_text(
+            json.dumps(report, indent=2) + "\n", encoding="utf-8"
+        )
+    return 0
+
+
+def _print_tune(result: Any) -> None:
+    from .evaluation import METRICS
+
+    table = Table(
+        title=f"Held-out scores on {result.heldout_queries} queries "
+        f"(chosen on {result.tune_queries} others, {result.grid_size} settings tried)"
+    )
+    table.add_column("")
+    table.add_column("settings")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for label, setting, scores in (
+        ("current", result.baseline, result.baseline_scores),
+        ("chosen", result.chosen, result.chosen_scores),
+    ):
+        table.add_row(
+            label,
+            setting.describe(),
+            *(f"{scores[metric]:.4f}" for metric in METRICS),
+        )
+    console.print(table)
+    if result.skipped_queries:
+        errors.print(
+            f"left out {len(result.skipped_queries)} queries whose document is not "
+            "in the index"
+        )
+    metric = result.metric
+    if result.chosen_scores[metric] < result.baseline_scores[metric]:
+        errors.print(
+            f"warning: the chosen settings score a lower {metric} than the current "
+            "ones on the held-out queries; more judged queries may give a better choice",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _write_tuned(target: str, values: dict[str, Any]) -> Path:
+    from .settings_file import settings_file_path, update_settings_file
+
+    path = Path(target) if target else settings_file_path()
+    update_settings_file(path, values, settings_cls=Settings)
+    console.print(f"Wrote {', '.join(values)} to {path}")
+    variables = {name.upper() for name in os.environ}
+    for key in values:
+        variable = f"OS_MLT_{key.upper()}"
+        if variable in variables:
+            errors.print(
+                f"warning: {variable} is set and overrides {key} in {path}",
+                markup=False,
+                highlight=False,
+            )
+    return path
+
+
 def _add_categorical_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--categorical-fields",
@@ -492,6 +632,17 @@ def _add_categorical_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of `os-mlt`."""
+    from .clicks import DEFAULT_POSITION_BIAS, DEFAULT_SMOOTHING
+    from .evaluation import METRICS
+    from .tune import (
+        DEFAULT_HOLDOUT,
+        DEFAULT_KNN_WEIGHTS,
+        DEFAULT_METRIC,
+        DEFAULT_RANK_CONSTANTS,
+        DEFAULT_SEED,
+        DEFAULT_WINDOWS,
+    )
+
     parser = argparse.ArgumentParser(
         prog="os-mlt", description="Semantic 'more like this' for OpenSearch indices."
     )
@@ -595,23 +746,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="FIELD=VALUE, FIELD=V1,V2, FIELD>=N, FIELD<DATE, FIELD=*, FIELD!=VALUE, not:FILTER; repeatable",
     )
     similar.add_argument("--fields", help="_source fields to show, comma-separated")
+    # The fusion options default to None, so that hybrid_similar takes them
+    # from the settings, which read environment variables and the settings file.
     similar.add_argument(
         "--num-candidates",
         type=int,
-        default=100,
-        help="hits per component before fusion (default 100)",
+        help="hits per component before fusion (default: settings, else 100)",
     )
     similar.add_argument(
         "--fusion",
-        choices=["rrf", "min_max", "z_score", "l2"],
-        default="rrf",
-        help="rrf fuses ranks; the others normalize scores and take a weighted mean",
+        choices=FUSIONS,
+        help="rrf fuses ranks; the others normalize scores and take a weighted "
+        "mean (default: settings, else rrf)",
     )
     similar.add_argument(
-        "--rank-constant", type=int, default=60, help="RRF constant (default 60)"
+        "--rank-constant",
+        type=int,
+        help="RRF constant (default: settings, else 60)",
     )
     similar.add_argument(
-        "--weights", help="score fusion weights, e.g. knn=0.7,bm25=0.3"
+        "--weights",
+        help="score fusion weights, e.g. knn=0.7,bm25=0.3 (default: settings, else 1 each)",
     )
     similar.add_argument(
         "--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools"
@@ -722,6 +877,89 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.set_defaults(handler=_cmd_eval)
 
+    tuning = commands.add_parser(
+        "tune",
+        help="choose fusion settings by a grid search on judgments or a click log",
+    )
+    _add_connection_options(tuning)
+    tuning.add_argument(
+        "judgments", nargs="?", help="judgments file, as written by os-mlt judgments"
+    )
+    tuning.add_argument(
+        "--clicks",
+        metavar="FILE",
+        help="click log (JSON lines) to derive judgments from, in place of a judgments file",
+    )
+    tuning.add_argument(
+        "--position-bias",
+        type=float,
+        default=DEFAULT_POSITION_BIAS,
+        help="--clicks: users look at position r with probability (1/r)^this; "
+        f"0 ignores position (default {DEFAULT_POSITION_BIAS:g})",
+    )
+    tuning.add_argument(
+        "--smoothing",
+        type=float,
+        default=DEFAULT_SMOOTHING,
+        help="--clicks: looks without a click added to each document "
+        f"(default {DEFAULT_SMOOTHING:g})",
+    )
+    tuning.add_argument(
+        "--holdout",
+        type=float,
+        default=DEFAULT_HOLDOUT,
+        help="fraction of queries held out to score the choice "
+        f"(default {DEFAULT_HOLDOUT:g})",
+    )
+    tuning.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the split into tune and held-out queries (default {DEFAULT_SEED})",
+    )
+    tuning.add_argument(
+        "--metric",
+        choices=METRICS,
+        default=DEFAULT_METRIC,
+        help=f"metric maximized on the tune queries (default {DEFAULT_METRIC})",
+    )
+    tuning.add_argument(
+        "--fusions",
+        default=",".join(FUSIONS),
+        help="fusion methods to try, comma-separated (default all)",
+    )
+    tuning.add_argument(
+        "--rank-constants",
+        default=",".join(str(value) for value in DEFAULT_RANK_CONSTANTS),
+        help="RRF constants to try (default %(default)s)",
+    )
+    tuning.add_argument(
+        "--knn-weights",
+        default=",".join(f"{value:g}" for value in DEFAULT_KNN_WEIGHTS),
+        help="k-NN weights to try for score fusion; BM25 weighs 1 minus each "
+        "(default %(default)s)",
+    )
+    tuning.add_argument(
+        "--num-candidates",
+        default=",".join(str(value) for value in DEFAULT_WINDOWS),
+        help="hits per component to try (default %(default)s)",
+    )
+    tuning.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out queries whose document is not in the index",
+    )
+    tuning.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    tuning.add_argument(
+        "--write",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write the chosen settings into this JSON settings file, keeping its "
+        "other keys (default: the file named by OS_MLT_CONFIG_FILE, else os-mlt.json)",
+    )
+    tuning.set_defaults(handler=_cmd_tune)
+
     templates = commands.add_parser(
         "templates",
         help="install index templates that give new indices the vector field",
@@ -821,6 +1059,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         status: int = args.handler(args)
+    except SettingsError as error:
+        # pydantic-settings raises this for an OS_MLT_* value it cannot parse,
+        # such as OS_MLT_WEIGHTS that is not valid JSON.
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return 2
     except ValidationError as error:
         for item in error.errors():
             location = ".".join(str(part) for part in item["loc"]) or "settings"

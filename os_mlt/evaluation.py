@@ -192,6 +192,24 @@ def build_jsonl_judgments(path: Path, **options: Any) -> list[Judgment]:
 SYSTEMS = ("bm25", "knn", "hybrid-rrf", "hybrid-min_max", "hybrid-z_score", "hybrid-l2")
 
 
+def component_rankings(result: Any) -> dict[str, list[tuple[str, float]]]:
+    """Return each component's candidates as (id, raw score) pairs, best first.
+
+    `result` is a `SimilarResult` whose hits hold every candidate of both
+    components, as `search_candidates` returns.
+    """
+    knn = sorted(
+        (hit for hit in result.hits if hit.knn_rank), key=lambda hit: hit.knn_rank
+    )
+    bm25 = sorted(
+        (hit for hit in result.hits if hit.bm25_rank), key=lambda hit: hit.bm25_rank
+    )
+    return {
+        "knn": [(hit.id, float(hit.knn_score)) for hit in knn],
+        "bm25": [(hit.id, float(hit.bm25_score)) for hit in bm25],
+    }
+
+
 def rankings_for(
     result: Any, *, rank_constant: int = 60, weights: Mapping[str, float] | None = None
 ) -> dict[str, list[str]]:
@@ -215,30 +233,49 @@ def rankings_for(
         )
         return [item.id for item, _ in order]
 
-    knn = sorted(
-        (hit for hit in result.hits if hit.knn_rank), key=lambda hit: hit.knn_rank
-    )
-    bm25 = sorted(
-        (hit for hit in result.hits if hit.bm25_rank), key=lambda hit: hit.bm25_rank
-    )
+    scored = component_rankings(result)
+    ids = {name: [doc_id for doc_id, _ in hits] for name, hits in scored.items()}
     rankings = {
-        "bm25": [hit.id for hit in bm25],
-        "knn": [hit.id for hit in knn],
-        "hybrid-rrf": boosted(
-            reciprocal_rank_fusion(
-                {"knn": [hit.id for hit in knn], "bm25": [hit.id for hit in bm25]},
-                rank_constant=rank_constant,
-            )
-        ),
-    }
-    scored = {
-        "knn": [(hit.id, float(hit.knn_score)) for hit in knn],
-        "bm25": [(hit.id, float(hit.bm25_score)) for hit in bm25],
+        "bm25": ids["bm25"],
+        "knn": ids["knn"],
+        "hybrid-rrf": boosted(reciprocal_rank_fusion(ids, rank_constant=rank_constant)),
     }
     for method in ("min_max", "z_score", "l2"):
         fused = score_fusion(scored, normalization=method, weights=weights)
         rankings[f"hybrid-{method}"] = boosted(fused)
     return rankings
+
+
+def search_candidates(
+    judgment: Judgment,
+    *,
+    settings: Any,
+    client: Any,
+    num_candidates: int,
+    categorical_fields: Sequence[str] | None = None,
+    categorical_weight: float | None = None,
+) -> Any:
+    """Return a `SimilarResult` with every candidate of both components for a query.
+
+    One `hybrid_similar` call returns `k = 2 * num_candidates` hits, so no
+    candidate is cut off. Its filters leave out the judgment's excluded
+    documents, so they neither appear nor take a place. No `_source` is read.
+    """
+    from .query import Not, Terms, hybrid_similar
+
+    others = tuple(doc_id for doc_id in judgment.exclude if doc_id != judgment.query)
+    filters = [Not(Terms("_id", others))] if others else []
+    return hybrid_similar(
+        judgment.query,
+        k=2 * num_candidates,
+        num_candidates=num_candidates,
+        filters=filters,
+        settings=settings,
+        client=client,
+        source_fields=[],
+        categorical_fields=categorical_fields,
+        categorical_weight=categorical_weight,
+    )
 
 
 def evaluate(
@@ -254,25 +291,15 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Score every system in `SYSTEMS` on the judgments; return mean metrics per system.
 
-    Each query runs one `hybrid_similar` call whose filters leave out the
-    judgment's excluded documents, so they neither appear nor take a place.
+    Each query runs one `hybrid_similar` call (see `search_candidates`).
     """
-    from .query import Not, Terms, hybrid_similar
-
     per_system: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
     for judgment in judgments:
-        others = tuple(
-            doc_id for doc_id in judgment.exclude if doc_id != judgment.query
-        )
-        filters = [Not(Terms("_id", others))] if others else []
-        result = hybrid_similar(
-            judgment.query,
-            k=2 * num_candidates,
-            num_candidates=num_candidates,
-            filters=filters,
+        result = search_candidates(
+            judgment,
             settings=settings,
             client=client,
-            source_fields=[],
+            num_candidates=num_candidates,
             categorical_fields=categorical_fields,
             categorical_weight=categorical_weight,
         )

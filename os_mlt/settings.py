@@ -1,19 +1,32 @@
-"""Settings read from keyword arguments, then `OS_MLT_*` environment variables."""
+"""Settings read from keyword arguments, `OS_MLT_*` variables, then a JSON file."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from .settings_file import JsonSettingsFileSource
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # Default of `categorical_weight`, chosen by measurement; see docs/benchmarks.md.
 CATEGORICAL_WEIGHT = 1.0
+Fusion = Literal["rrf", "min_max", "z_score", "l2"]
+FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")
+
+# The components that `hybrid_similar` fuses, as named in `weights`.
+COMPONENTS = ("knn", "bm25")
 
 # OpenSearch rejects field names that are empty, start with a dot or end with one.
 _FIELD_NAME = re.compile(r"^[^.\s][^\s]*(?<!\.)$")
@@ -32,12 +45,17 @@ def _split_list(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    """Connection, index and model settings.
+    """Connection, index, model and fusion settings.
 
     Every field can be set with an environment variable named after it with the
     prefix `OS_MLT_`, for example `OS_MLT_HOSTS=https://search.example:9200` or
     `OS_MLT_TEXT_FIELDS=title,body`. List fields accept a comma-separated string
-    or a JSON list.
+    or a JSON list, and `OS_MLT_WEIGHTS` takes a JSON object.
+
+    Fields can also come from a JSON settings file: `os-mlt.json` in the working
+    directory, or the file named by `OS_MLT_CONFIG_FILE` (see
+    `os_mlt.settings_file`). Keyword arguments override environment variables,
+    which override the file, which overrides the defaults.
     """
 
     model_config = SettingsConfigDict(env_prefix="OS_MLT_", extra="forbid")
@@ -100,6 +118,43 @@ class Settings(BaseSettings):
     """How much shared categorical values raise a candidate: its relevance is
     multiplied by 1 + weight * (mean Jaccard overlap over the fields)."""
 
+    fusion: Fusion = "rrf"
+    """Fusion method of `hybrid_similar`. `rrf` fuses ranks, while `min_max`,
+    `z_score` and `l2` normalize each component's scores and take their weighted mean."""
+
+    # The same default as `query.fusion.DEFAULT_RANK_CONSTANT`. This module cannot
+    # import it without an import cycle, so a test checks that the two agree.
+    rank_constant: int = Field(default=60, ge=1)
+    """The k of reciprocal rank fusion, 1 / (k + rank)."""
+
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {name: 1.0 for name in COMPONENTS}
+    )
+    """Score fusion weight of each component, `knn` and `bm25`; a component left
+    out weighs 1.0. RRF ignores the weights."""
+
+    num_candidates: int | None = Field(default=None, ge=1, le=10_000)
+    """Hits each component returns for the fusion; None means 100, and any value
+    is raised to `k` when `k` is larger."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Put the JSON settings file below the environment and above the defaults."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            JsonSettingsFileSource(settings_cls),
+            file_secret_settings,
+        )
+
     @field_validator("hosts", "text_fields", "categorical_fields", mode="before")
     @classmethod
     def _parse_list(cls, value: object) -> object:
@@ -160,6 +215,27 @@ class Settings(BaseSettings):
                 f"vector field name {value!r} is not a valid OpenSearch field name"
             )
         return value
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(
+                f"weights name unknown components {unknown}; "
+                f"use {' and '.join(repr(name) for name in COMPONENTS)}"
+            )
+        for name, weight in value.items():
+            if weight < 0 or not math.isfinite(weight):
+                raise ValueError(
+                    f"weight of {name!r} must be a finite number >= 0, got {weight}"
+                )
+        weights = {name: float(value.get(name, 1.0)) for name in COMPONENTS}
+        if sum(weights.values()) <= 0:
+            raise ValueError(
+                f"the weights {weights} are all 0; give at least one a positive weight"
+            )
+        return weights
 
     @model_validator(mode="after")
     def _check_fields_distinct(self) -> Settings:

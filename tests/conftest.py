@@ -31,6 +31,21 @@ DEBIAN_CORPUS = CORPORA / "debian-packages.jsonl.gz"
 DOCKER_IMAGE = "opensearchproject/opensearch:3.5.0"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_working_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Keep a settings file of the caller's out of every test, module fixtures too.
+
+    `Settings` reads `os-mlt.json` in the working directory or the file named
+    by OS_MLT_CONFIG_FILE. Tests of that file change into their own folder.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("working-directory"))
+        patch.delenv("OS_MLT_CONFIG_FILE", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clear_os_mlt_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the caller's OS_MLT_* variables out of the tests' settings."""

@@ -20,10 +20,10 @@ from ..errors import (
     OsMltError,
     VectorMissingError,
 )
-from ..settings import Settings
+from ..settings import FUSIONS, Fusion, Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
-from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion, score_fusion
+from .fusion import reciprocal_rank_fusion, score_fusion
 from .rerank import Boost, SharedValues, boost_factors, mmr_order, relevance
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,6 @@ DEFAULT_NUM_CANDIDATES = 100
 
 # The k-NN plugin rejects a `knn` query with k above 10,000.
 MAX_NUM_CANDIDATES = 10_000
-
-Fusion = Literal["rrf", "min_max", "z_score", "l2"]
-FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")
 
 KNN = "knn"
 BM25 = "bm25"
@@ -129,8 +126,8 @@ def hybrid_similar(
     num_candidates: int | None = None,
     offset: int = 0,
     id_field: str | None = None,
-    fusion: Fusion = "rrf",
-    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    fusion: Fusion | None = None,
+    rank_constant: int | None = None,
     weights: Mapping[str, float] | None = None,
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
@@ -171,12 +168,15 @@ def hybrid_similar(
             None looks them up as `_id`.
         num_candidates: Hits each component returns for the fusion, from half of
             `offset + k` to
-            10,000 (the k-NN plugin's maximum); None means the larger of 100 and `k`.
+            10,000 (the k-NN plugin's maximum); None means the larger of
+            `settings.num_candidates` (100 when unset) and `k`.
         fusion: `rrf` fuses ranks; `min_max`, `z_score` and `l2` normalize each
-            component's scores that way and take their weighted mean.
-        rank_constant: The RRF constant.
-        weights: Score fusion weights by component, `knn` and `bm25`; 1.0 each
-            when not given. RRF ignores them.
+            component's scores that way and take their weighted mean. None
+            means `settings.fusion`.
+        rank_constant: The RRF constant; None means `settings.rank_constant`.
+        weights: Score fusion weights by component, `knn` and `bm25`; a
+            component left out weighs 1.0. None means `settings.weights`. RRF
+            ignores them.
         source_fields: `_source` fields returned per hit; None returns all but
             the vector and its meta object.
         mlt_params: Overrides of the `more_like_this` parameters.
@@ -209,6 +209,9 @@ def hybrid_similar(
     positives = [doc_id] if isinstance(doc_id, str) else list(doc_id)
     negatives = list(unlike)
     _check_examples(positives, negatives, example_vectors)
+    fusion, rank_constant, weights, num_candidates = _fill_from_settings(
+        settings, k, fusion, rank_constant, weights, num_candidates
+    )
     num_candidates = _check_window(k, offset, num_candidates)
     _check_fusion(fusion, weights)
     _check_rerank(max_similarity, diversity)
@@ -523,6 +526,25 @@ def _check_window(k: int, offset: int, num_candidates: int | None) -> int:
     return num_candidates
 
 
+def _fill_from_settings(
+    settings: Settings,
+    k: int,
+    fusion: Fusion | None,
+    rank_constant: int | None,
+    weights: Mapping[str, float] | None,
+    num_candidates: int | None,
+) -> tuple[Fusion, int, Mapping[str, float], int | None]:
+    """Take each fusion option the caller left as None from `settings`."""
+    if num_candidates is None and settings.num_candidates is not None:
+        num_candidates = max(settings.num_candidates, k)
+    return (
+        settings.fusion if fusion is None else fusion,
+        settings.rank_constant if rank_constant is None else rank_constant,
+        settings.weights if weights is None else weights,
+        num_candidates,
+    )
+
+
 def _check_fusion(fusion: str, weights: Mapping[str, float] | None) -> None:
     if fusion not in FUSIONS:
         raise ConfigurationError(
@@ -546,8 +568,8 @@ def similar_to_text(
     encoder: Encoder | None = None,
     offset: int = 0,
     num_candidates: int | None = None,
-    fusion: Fusion = "rrf",
-    rank_constant: int = DEFAULT_RANK_CONSTANT,
+    fusion: Fusion | None = None,
+    rank_constant: int | None = None,
     weights: Mapping[str, float] | None = None,
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
@@ -557,7 +579,8 @@ def similar_to_text(
     """Find the `k` documents most like a free text, by k-NN and BM25 fused.
 
     The text is encoded with the configured model (loaded on first use) and
-    given to `more_like_this` as `like` text. Arguments as in `hybrid_similar`.
+    given to `more_like_this` as `like` text. Arguments as in `hybrid_similar`,
+    including the fusion options that default to the values in `settings`.
 
     Raises:
         ConfigurationError: The text is empty, or an argument is out of range.
@@ -568,6 +591,9 @@ def similar_to_text(
         raise ConfigurationError(
             "the text is empty; give some words to find similar documents"
         )
+    fusion, rank_constant, weights, num_candidates = _fill_from_settings(
+        settings, k, fusion, rank_constant, weights, num_candidates
+    )
     num_candidates = _check_window(k, offset, num_candidates)
     _check_fusion(fusion, weights)
     _check_rerank(None, diversity)
