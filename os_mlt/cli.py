@@ -528,6 +528,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         rank_constants=_parse_values(args.rank_constants, int, "--rank-constants"),
         knn_weights=_parse_values(args.knn_weights, float, "--knn-weights"),
         windows=_parse_values(args.num_candidates, int, "--num-candidates"),
+        categorical_weights=(
+            _parse_values(args.categorical_weights, float, "--categorical-weights")
+            if args.categorical_weights
+            else (None,)
+        ),
     )
     with _progress_bar() as bar:
         tasks: dict[str, TaskID] = {}
@@ -882,6 +887,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="choose fusion settings by a grid search on judgments or a click log",
     )
     _add_connection_options(tuning)
+    _add_categorical_options(tuning)
     tuning.add_argument(
         "judgments", nargs="?", help="judgments file, as written by os-mlt judgments"
     )
@@ -938,6 +944,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(f"{value:g}" for value in DEFAULT_KNN_WEIGHTS),
         help="k-NN weights to try for score fusion; BM25 weighs 1 minus each "
         "(default %(default)s)",
+    )
+    tuning.add_argument(
+        "--categorical-weights",
+        help="categorical weights to try when categorical fields are set "
+        "(default 0,0.5,1,2,4)",
     )
     tuning.add_argument(
         "--num-candidates",

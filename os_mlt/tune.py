@@ -1,7 +1,9 @@
 """Grid search of the fusion settings of `hybrid_similar` on judgments.
 
 The grid spans the fusion method, the RRF rank constant, the score fusion
-weights and the candidate window (`num_candidates`). Searching once per grid
+weights and the candidate window (`num_candidates`), and, when the settings
+name categorical fields, the weight of the values candidates share with the
+query document (`categorical_weight`). Searching once per grid
 point would cost hundreds of searches per query, so `tune` runs one
 `hybrid_similar` call per query at the largest window, which returns both
 components' candidates with their ranks and raw scores. Each grid point then
@@ -21,7 +23,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -38,6 +40,7 @@ from .evaluation import (
 )
 from .query.fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion, score_fusion
 from .query.hybrid import DEFAULT_NUM_CANDIDATES, MAX_NUM_CANDIDATES
+from .query.rerank import relevance
 from .settings import FUSIONS, Fusion, Settings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,8 @@ DEFAULT_RANK_CONSTANTS = (10, 20, 40, 60, 100)
 # The k-NN weight of score fusion. BM25 weighs 1 minus it.
 DEFAULT_KNN_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_WINDOWS = (25, 50, 100, 200)
+# Tried only when the settings name categorical fields; 0 turns them off.
+DEFAULT_CATEGORICAL_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_HOLDOUT = 0.3
 DEFAULT_SEED = 13
 DEFAULT_METRIC = "ndcg@10"
@@ -64,6 +69,8 @@ class FusionSetting:
         num_candidates: Hits each component contributes to the fusion.
         rank_constant: The RRF constant, which score fusion ignores.
         weights: Score fusion weights of `knn` and `bm25`, which RRF ignores.
+        categorical_weight: Weight of shared categorical values; None when
+            the settings name no categorical field.
     """
 
     fusion: Fusion
@@ -72,6 +79,7 @@ class FusionSetting:
     weights: Mapping[str, float] = field(
         default_factory=lambda: {"knn": 1.0, "bm25": 1.0}
     )
+    categorical_weight: float | None = None
 
     def settings_values(self) -> dict[str, Any]:
         """Return the `Settings` fields this configuration sets.
@@ -87,6 +95,8 @@ class FusionSetting:
             values["rank_constant"] = self.rank_constant
         else:
             values["weights"] = dict(self.weights)
+        if self.categorical_weight is not None:
+            values["categorical_weight"] = self.categorical_weight
         return values
 
     def describe(self) -> str:
@@ -97,15 +107,29 @@ class FusionSetting:
             detail = ", ".join(
                 f"{name} {weight:g}" for name, weight in self.weights.items()
             )
-        return f"{self.fusion} ({detail}), num_candidates {self.num_candidates}"
+        line = f"{self.fusion} ({detail}), num_candidates {self.num_candidates}"
+        if self.categorical_weight is not None:
+            line += f", categorical_weight {self.categorical_weight:g}"
+        return line
 
 
 def current_setting(settings: Settings) -> FusionSetting:
     """Return the fusion options `hybrid_similar` takes from `settings` for k=10."""
     window = max(settings.num_candidates or DEFAULT_NUM_CANDIDATES, 10)
+    categorical = settings.categorical_weight if settings.categorical_fields else None
     if settings.fusion == "rrf":
-        return FusionSetting("rrf", window, rank_constant=settings.rank_constant)
-    return FusionSetting(settings.fusion, window, weights=dict(settings.weights))
+        return FusionSetting(
+            "rrf",
+            window,
+            rank_constant=settings.rank_constant,
+            categorical_weight=categorical,
+        )
+    return FusionSetting(
+        settings.fusion,
+        window,
+        weights=dict(settings.weights),
+        categorical_weight=categorical,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +140,7 @@ class Grid:
     rank_constants: Sequence[int] = DEFAULT_RANK_CONSTANTS
     knn_weights: Sequence[float] = DEFAULT_KNN_WEIGHTS
     windows: Sequence[int] = DEFAULT_WINDOWS
+    categorical_weights: Sequence[float | None] = (None,)
 
     def points(self) -> list[FusionSetting]:
         """Return every point, smaller windows first, so ties go to the cheaper one.
@@ -124,6 +149,15 @@ class Grid:
             ConfigurationError: A list is empty or contains a value out of range.
         """
         self._check()
+        points: list[FusionSetting] = []
+        for categorical in dict.fromkeys(self.categorical_weights):
+            points.extend(
+                replace(point, categorical_weight=categorical)
+                for point in self._fusion_points()
+            )
+        return points
+
+    def _fusion_points(self) -> list[FusionSetting]:
         points: list[FusionSetting] = []
         for window in sorted(set(self.windows)):
             for fusion in dict.fromkeys(self.fusions):
@@ -161,6 +195,14 @@ class Grid:
                 f"k-NN weights must be from 0 to 1 (BM25 weighs 1 minus the k-NN "
                 f"weight), got {list(self.knn_weights)}"
             )
+        if not self.categorical_weights or any(
+            weight is not None and not (math.isfinite(weight) and weight >= 0)
+            for weight in self.categorical_weights
+        ):
+            raise ConfigurationError(
+                "categorical weights must be finite numbers >= 0, got "
+                f"{list(self.categorical_weights)}"
+            )
         if any(not 1 <= window <= MAX_NUM_CANDIDATES for window in self.windows):
             raise ConfigurationError(
                 f"num_candidates values must be from 1 to {MAX_NUM_CANDIDATES}, "
@@ -170,11 +212,16 @@ class Grid:
 
 @dataclass(frozen=True)
 class QueryCandidates:
-    """One query's judgment and both components' candidates, best first."""
+    """One query's judgment and both components' candidates, best first.
+
+    `overlap` maps candidates to the mean Jaccard overlap of their
+    categorical values with the query document's.
+    """
 
     judgment: Judgment
     knn: list[tuple[str, float]]
     bm25: list[tuple[str, float]]
+    overlap: Mapping[str, float] = field(default_factory=dict)
 
 
 def fused_ranking(candidates: QueryCandidates, setting: FusionSetting) -> list[str]:
@@ -200,6 +247,17 @@ def fused_ranking(candidates: QueryCandidates, setting: FusionSetting) -> list[s
             normalization=setting.fusion,
             weights=setting.weights,
         )
+    if setting.categorical_weight:
+        # The order hybrid_similar gives with a SharedValues boost.
+        weight = setting.categorical_weight
+        values = relevance([item.score for item in fused])
+        order = sorted(
+            zip(fused, values, strict=True),
+            key=lambda pair: (
+                -pair[1] * (1.0 + weight * candidates.overlap.get(pair[0].id, 0.0))
+            ),
+        )
+        return [item.id for item, _ in order]
     return [item.id for item in fused]
 
 
@@ -293,11 +351,19 @@ def fetch_candidates(
     """Search each query once, returning `num_candidates` hits per component."""
     fetched = []
     for done, judgment in enumerate(judgments, start=1):
+        # With weight 1 each hit's boost is 1 + its categorical overlap.
         result = search_candidates(
-            judgment, settings=settings, client=client, num_candidates=num_candidates
+            judgment,
+            settings=settings,
+            client=client,
+            num_candidates=num_candidates,
+            categorical_weight=1.0,
         )
         components = component_rankings(result)
-        fetched.append(QueryCandidates(judgment, components["knn"], components["bm25"]))
+        overlap = {hit.id: hit.boost - 1.0 for hit in result.hits}
+        fetched.append(
+            QueryCandidates(judgment, components["knn"], components["bm25"], overlap)
+        )
         if progress is not None:
             progress(done, len(judgments))
     return fetched
@@ -397,7 +463,11 @@ def tune(
         raise ConfigurationError(
             f"metric {metric!r} is not one of {', '.join(METRICS)}"
         )
-    points = (grid or Grid()).points()
+    if grid is None:
+        grid = Grid()
+    if settings.categorical_fields and grid.categorical_weights == (None,):
+        grid = replace(grid, categorical_weights=DEFAULT_CATEGORICAL_WEIGHTS)
+    points = grid.points()
     baseline = current_setting(settings)
     index = settings.require_index()
     client = resolve_client(client, settings)

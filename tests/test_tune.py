@@ -311,6 +311,33 @@ def test_fused_ranking_matches_hybrid_similar(
             assert fused_ranking(candidates, setting) == [hit.id for hit in result.hits]
 
 
+def test_categorical_weight_ranks_as_hybrid_similar(
+    debian: TuneSample, client: OpenSearch
+) -> None:
+    settings = debian.settings(categorical_fields=["section"])
+    judgments = debian.judgments[:3]
+    fetched = fetch_candidates(
+        judgments, settings=settings, client=client, num_candidates=50
+    )
+    assert any(candidates.overlap for candidates in fetched)
+    setting = FusionSetting("rrf", 50, categorical_weight=2.0)
+    assert setting.settings_values()["categorical_weight"] == 2.0
+    for candidates in fetched:
+        result = search_candidates(
+            candidates.judgment,
+            settings=debian.settings(
+                categorical_fields=["section"], **setting.settings_values()
+            ),
+            client=client,
+            num_candidates=50,
+        )
+        assert fused_ranking(candidates, setting) == [hit.id for hit in result.hits]
+
+    grid = Grid(fusions=("rrf",), rank_constants=(60,), windows=(50,))
+    chosen = tune(debian.judgments, settings=settings, client=client, grid=grid).chosen
+    assert chosen.categorical_weight in (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
 @pytest.mark.integration
 def test_tune_scores_the_choice_on_heldout_queries_only(
     debian: TuneSample, client: OpenSearch
