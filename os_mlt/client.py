@@ -4,9 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import SerializationError
+from opensearchpy.serializer import JSONSerializer
 
 from .settings import Settings
+
+
+class OrjsonSerializer(JSONSerializer):
+    """JSON bodies through orjson, several times faster than the standard library.
+
+    Responses such as scroll pages and candidate lists are decoded on the
+    threads that share the CPU with the encoder, so their cost shows up in
+    backfill throughput and query latency. Types orjson does not know go
+    through opensearch-py's own conversions.
+    """
+
+    def loads(self, s: Any) -> Any:
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as error:
+            raise SerializationError(s, error) from error
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, (str, bytes)):
+            return data
+        try:
+            return orjson.dumps(
+                data, default=self.default, option=orjson.OPT_SERIALIZE_NUMPY
+            ).decode()
+        except (TypeError, orjson.JSONEncodeError) as error:
+            raise SerializationError(data, error) from error
 
 
 def make_client(settings: Settings) -> OpenSearch:
@@ -26,6 +55,7 @@ def make_client(settings: Settings) -> OpenSearch:
         "http_compress": True,
         # The backfill reads, writes and looks up from three threads at once.
         "pool_maxsize": 4,
+        "serializer": OrjsonSerializer(),
     }
     if settings.ca_certs is not None:
         options["ca_certs"] = str(settings.ca_certs)
