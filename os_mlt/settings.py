@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     ca_certs: Path | None = None
     """PEM file with the certificate authority that signed the cluster's certificate."""
 
+    http_compress: bool | None = None
+    """Gzip request and response bodies. None compresses unless every host is
+    on this machine (localhost, 127.0.0.1, ::1), where it only costs CPU."""
+
     timeout_s: float = Field(default=60.0, gt=0)
     """Timeout of one HTTP request, in seconds."""
 

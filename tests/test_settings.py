@@ -96,3 +96,24 @@ def test_require_index_names_the_fix() -> None:
 def test_host_port_out_of_range_is_rejected() -> None:
     with pytest.raises(ValidationError, match="invalid port"):
         Settings(hosts="http://127.0.0.1:99999")
+
+
+@pytest.mark.parametrize(
+    ("hosts", "setting", "expected"),
+    [
+        (["http://127.0.0.1:9200"], None, False),
+        (["http://localhost:9200", "http://[::1]:9201"], None, False),
+        (["https://search.example:9200"], None, True),
+        (["http://127.0.0.1:9200", "https://10.0.0.5:9200"], None, True),
+        (["http://127.0.0.1:9200"], True, True),
+        (["https://search.example:9200"], False, False),
+    ],
+)
+def test_bodies_are_compressed_only_for_remote_hosts(
+    hosts: list[str], setting: bool | None, expected: bool
+) -> None:
+    from os_mlt.client import make_client
+
+    client = make_client(Settings(hosts=hosts, http_compress=setting))
+    connection = client.transport.connection_pool.connections[0]
+    assert connection.http_compress is expected
