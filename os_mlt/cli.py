@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .errors import ConfigurationError, OsMltError
+from .node.plugins import PLUGINS
 from .settings import Settings
 
 # Rich falls back to 80 columns when output is not a terminal, which folds
@@ -287,6 +288,8 @@ def _node_settings(args: argparse.Namespace) -> Any:
         overrides["http_port"] = args.port
     if getattr(args, "version", None) is not None:
         overrides["version"] = args.version
+    if getattr(args, "plugin", None):
+        overrides["plugins"] = args.plugin
     return NodeSettings(**overrides)
 
 
@@ -433,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="HTTP port (env OS_MLT_NODE_HTTP_PORT; default 9200)"
     )
     node.add_argument("--version", help="OpenSearch version (env OS_MLT_NODE_VERSION)")
+    node.add_argument(
+        "--plugin",
+        action="append",
+        choices=sorted(PLUGINS),
+        help="also install this plugin and those it needs, in the version made for "
+        "--version; repeatable (env OS_MLT_NODE_PLUGINS, a JSON list). "
+        "neural-search enables server-side fusion",
+    )
     node.set_defaults(handler=_cmd_node)
 
     backfill = commands.add_parser(
