@@ -192,6 +192,7 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         "fusion": args.fusion,
         "rank_constant": args.rank_constant,
         "weights": _parse_weights(args.weights),
+        "execution": args.execution,
     }
     if args.text is not None:
         if args.doc_id is not None:
@@ -216,11 +217,15 @@ def _print_result(
     if args.dsl:
         # With --json the searches go to stderr, so stdout stays valid JSON.
         target = errors if args.json else console
-        target.print(
-            "# The k-NN and BM25 searches below were sent together in one _msearch.",
-            markup=False,
-            highlight=False,
+        on_server = any(
+            "search_pipeline=" in (request.path or "") for request in result.requests
         )
+        header = (
+            "# The hybrid search below ran under the search pipeline above it."
+            if on_server
+            else "# The k-NN and BM25 searches below were sent together in one _msearch."
+        )
+        target.print(header, markup=False, highlight=False)
         target.print(
             result.to_dev_tools(), markup=False, highlight=False, soft_wrap=True
         )
@@ -513,6 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     similar.add_argument(
         "--weights", help="score fusion weights, e.g. knn=0.7,bm25=0.3"
+    )
+    similar.add_argument(
+        "--execution",
+        choices=["auto", "server", "client"],
+        default="auto",
+        help="where to fuse: server runs one hybrid query under a search pipeline "
+        "(needs the neural-search plugin), client sends one _msearch; auto picks "
+        "server when the cluster can (default auto)",
     )
     similar.add_argument(
         "--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools"

@@ -260,6 +260,9 @@ def evaluate(
             settings=settings,
             client=client,
             source_fields=[],
+            # Each system reranks the candidates by their component ranks and
+            # scores, which only client-side fusion returns.
+            execution="client",
         )
         for system, ranking in rankings_for(
             result, rank_constant=rank_constant, weights=weights

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,14 @@ from ..settings import Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
 from .fusion import DEFAULT_RANK_CONSTANT, reciprocal_rank_fusion, score_fusion
+from .requests import SearchRequest
+from .server import (
+    Execution,
+    build_hybrid_search,
+    build_search_pipeline,
+    search_with_pipeline,
+    use_server_fusion,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +45,6 @@ FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")
 
 KNN = "knn"
 BM25 = "bm25"
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """One search os_mlt sent, as Dev Tools shows it."""
-
-    label: str
-    index: str
-    body: dict[str, Any]
-
-    def to_dev_tools(self) -> str:
-        """Return the request in Dev Tools console syntax."""
-        return f"# {self.label}\nGET {self.index}/_search\n{json.dumps(self.body, indent=2)}"
 
 
 @dataclass(frozen=True)
@@ -114,6 +108,7 @@ def hybrid_similar(
     encoder: Encoder | None = None,
     exclude_same: Sequence[str] = (),
     max_similarity: float | None = None,
+    execution: Execution = "auto",
 ) -> SimilarResult:
     """Find the `k` documents most like `doc_id` by meaning and by shared words.
 
@@ -122,6 +117,16 @@ def hybrid_similar(
     searches apply the same filters and leave out the document itself. The two
     rankings are fused with reciprocal rank fusion, or with score fusion when
     `fusion` names a normalization.
+
+    With `execution` "auto" or "server" and the neural-search plugin (2.19 or
+    later) on every node, the two searches go instead as the sub-queries of
+    one `hybrid` query, and a search pipeline fuses them on the server by the
+    same formulas. Its hits carry
+    only the fused score: `knn_rank`, `knn_score`, `bm25_rank`, `bm25_score`
+    and the normalized scores are None, because the hybrid query returns them
+    only through `explain`. On an index with several shards each sub-query
+    contributes `num_candidates` hits per shard there, so the pool is larger
+    than on the client.
 
     Args:
         doc_id: `_id` of the example document.
@@ -154,11 +159,16 @@ def hybrid_similar(
             The page is filled from the rest of the candidate pool.
         encoder: Model used only when the stored vector cannot be read and the
             document's text must be encoded again; loaded on demand otherwise.
+        execution: Where to fuse. `auto` fuses on the server when the cluster
+            can, except for `z_score` and `max_similarity`, which need the
+            client; `server` raises when it cannot; `client` always sends the
+            `_msearch`.
 
     Raises:
         DocumentNotFoundError: No document has `doc_id`.
         VectorMissingError: The document has no vector; run the backfill.
-        ConfigurationError: `k` or `num_candidates` is out of range.
+        ConfigurationError: `k` or `num_candidates` is out of range, or
+            `execution="server"` and the cluster cannot fuse this search.
     """
     settings = settings or Settings()
     name = index or settings.require_index()
@@ -203,7 +213,7 @@ def hybrid_similar(
 
     example_id = str(example["_id"])
     negative = negative + _same_value_clauses(example["_source"], exclude_same)
-    hits, knn_body, mlt_body = _search_and_fuse(
+    hits, searches = _search_and_fuse(
         client,
         name,
         settings,
@@ -215,11 +225,15 @@ def hybrid_similar(
         window=_Window(k, offset, num_candidates, max_similarity),
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
+        labels=(
+            f"k-NN: nearest neighbours of {doc_id}'s vector",
+            f"BM25: more_like_this {doc_id}",
+        ),
+        execution=execution,
     )
     requests = [
         SearchRequest(f"Look up {doc_id}: its vector and text", name, lookup_body),
-        SearchRequest(f"k-NN: nearest neighbours of {doc_id}'s vector", name, knn_body),
-        SearchRequest(f"BM25: more_like_this {doc_id}", name, mlt_body),
+        *searches,
     ]
     return SimilarResult(doc_id=example_id, hits=hits, requests=requests)
 
@@ -247,7 +261,9 @@ def _search_and_fuse(
     window: _Window,
     mlt_params: Mapping[str, Any] | None,
     fusion: tuple[Fusion, int, Mapping[str, float] | None],
-) -> tuple[list[SimilarHit], dict[str, Any], dict[str, Any]]:
+    labels: tuple[str, str],
+    execution: Execution = "auto",
+) -> tuple[list[SimilarHit], list[SearchRequest]]:
     positive, negative = filters
     knn_body = build_knn_search(
         settings.vector_field,
@@ -268,8 +284,17 @@ def _search_and_fuse(
         source=source,
         mlt_params=mlt_params,
     )
-    knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
     method, rank_constant, weights = fusion
+    if use_server_fusion(
+        client,
+        execution,
+        fusion=method,
+        rank_constant=rank_constant,
+        max_similarity=window.max_similarity,
+    ):
+        return _fuse_on_server(client, name, knn_body, mlt_body, window, fusion)
+
+    knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
     fused = _fuse(
         knn_hits,
         mlt_hits,
@@ -282,7 +307,49 @@ def _search_and_fuse(
         fused = [
             hit for hit in fused if not _near_duplicate(hit, window.max_similarity)
         ]
-    return fused[window.offset : window.offset + window.k], knn_body, mlt_body
+    requests = [
+        SearchRequest(labels[0], name, knn_body),
+        SearchRequest(labels[1], name, mlt_body),
+    ]
+    return fused[window.offset : window.offset + window.k], requests
+
+
+def _fuse_on_server(
+    client: OpenSearch,
+    name: str,
+    knn_body: dict[str, Any],
+    mlt_body: dict[str, Any],
+    window: _Window,
+    fusion: tuple[Fusion, int, Mapping[str, float] | None],
+) -> tuple[list[SimilarHit], list[SearchRequest]]:
+    """Send the two searches as one hybrid query that a search pipeline fuses."""
+    method, rank_constant, weights = fusion
+    body = build_hybrid_search(
+        knn_body["query"],
+        mlt_body["query"],
+        size=window.k,
+        from_=window.offset,
+        pagination_depth=window.num_candidates,
+        source=knn_body["_source"],
+    )
+    pipeline = build_search_pipeline(
+        method, weights=weights, rank_constant=rank_constant
+    )
+    hits, requests = search_with_pipeline(client, name, body, pipeline)
+    fused = [
+        SimilarHit(
+            id=hit["_id"],
+            index=hit["_index"],
+            score=float(hit["_score"]),
+            knn_rank=None,
+            knn_score=None,
+            bm25_rank=None,
+            bm25_score=None,
+            source=hit.get("_source", {}),
+        )
+        for hit in hits
+    ]
+    return fused, requests
 
 
 def _near_duplicate(hit: SimilarHit, max_similarity: float) -> bool:
@@ -356,6 +423,7 @@ def similar_to_text(
     weights: Mapping[str, float] | None = None,
     source_fields: Sequence[str] | None = None,
     mlt_params: Mapping[str, Any] | None = None,
+    execution: Execution = "auto",
 ) -> SimilarResult:
     """Find the `k` documents most like a free text, by k-NN and BM25 fused.
 
@@ -376,7 +444,7 @@ def similar_to_text(
     client = resolve_client(client, settings)
     encoder = encoder or Encoder(settings.model, device=settings.device)
     vector = encoder.encode([text])[0].tolist()
-    hits, knn_body, mlt_body = _search_and_fuse(
+    hits, requests = _search_and_fuse(
         client,
         name,
         settings,
@@ -388,11 +456,12 @@ def similar_to_text(
         window=_Window(k, offset, num_candidates),
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
+        labels=(
+            "k-NN: nearest neighbours of the text's vector",
+            "BM25: more_like_this the text",
+        ),
+        execution=execution,
     )
-    requests = [
-        SearchRequest("k-NN: nearest neighbours of the text's vector", name, knn_body),
-        SearchRequest("BM25: more_like_this the text", name, mlt_body),
-    ]
     return SimilarResult(doc_id="", hits=hits, requests=requests)
 
 
