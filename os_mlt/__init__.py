@@ -14,6 +14,7 @@ from .errors import (
     MappingError,
     NodeError,
     OsMltError,
+    SearchPipelineError,
     VectorMissingError,
 )
 from .indexer import BackfillReport, IndexBlockedError, ItemIssue, Progress, backfill
@@ -49,6 +50,7 @@ __all__ = [
     "OsMltError",
     "Progress",
     "Range",
+    "SearchPipelineError",
     "Settings",
     "SimilarHit",
     "SimilarResult",

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
+from opensearchpy import AuthorizationException, OpenSearch
 
 from os_mlt import (
     ConfigurationError,
     Encoder,
     NodeError,
     Not,
+    SearchPipelineError,
     Settings,
     SimilarHit,
     Term,
@@ -402,6 +403,44 @@ def test_cli_prints_pipeline_and_search(
     hits = json.loads(captured.out)
     assert len(hits) == 3
     assert all(hit["knn_rank"] is None for hit in hits)
+
+
+class _PipelineDenyingTransport:
+    """Wrap a real client's transport and deny every search pipeline PUT with 403."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.denied = 0
+
+    def perform_request(self, method: str, url: str, **kwargs: Any) -> Any:
+        if method == "PUT" and url.startswith("/_search/pipeline/"):
+            self.denied += 1
+            raise AuthorizationException(
+                403, "security_exception", {"error": {"reason": "no permission"}}
+            )
+        return self._transport.perform_request(method, url, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def test_denied_pipeline_falls_back_under_auto(neural: NeuralSample) -> None:
+    limited = make_client(neural.settings)
+    transport = _PipelineDenyingTransport(limited.transport)
+    limited.transport = transport  # type: ignore[assignment]
+    common: dict[str, Any] = {"settings": neural.settings, "client": limited, "k": 5}
+
+    first = hybrid_similar(neural.queries[7], **common)
+    second = hybrid_similar(neural.queries[8], **common)
+    with pytest.raises(SearchPipelineError) as caught:
+        hybrid_similar(neural.queries[7], execution="server", **common)
+
+    assert first.hits[0].knn_rank is not None
+    assert [request.path for request in first.requests] == [None, None, None]
+    assert len(second.hits) == 5
+    assert caught.value.forbidden
+    # auto sends the PUT once per client, and execution="server" sends it again.
+    assert transport.denied == 2
 
 
 def test_deleted_pipeline_is_created_again(neural: NeuralSample) -> None:

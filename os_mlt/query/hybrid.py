@@ -15,6 +15,7 @@ from ..errors import (
     ConfigurationError,
     DocumentNotFoundError,
     OsMltError,
+    SearchPipelineError,
     VectorMissingError,
 )
 from ..settings import Settings
@@ -160,15 +161,18 @@ def hybrid_similar(
         encoder: Model used only when the stored vector cannot be read and the
             document's text must be encoded again; loaded on demand otherwise.
         execution: Where to fuse. `auto` fuses on the server when the cluster
-            can, except for `z_score` and `max_similarity`, which need the
-            client; `server` raises when it cannot; `client` always sends the
-            `_msearch`.
+            can, but keeps `z_score` and `max_similarity` on the client, because
+            they need it. `server` raises when the cluster cannot fuse this
+            search, and `client` always sends the `_msearch`.
 
     Raises:
         DocumentNotFoundError: No document has `doc_id`.
         VectorMissingError: The document has no vector; run the backfill.
         ConfigurationError: `k` or `num_candidates` is out of range, or
             `execution="server"` and the cluster cannot fuse this search.
+        SearchPipelineError: The cluster rejected the search pipeline. Under
+            `auto` a rejection for lack of permission falls back to the
+            client instead, with a warning.
     """
     settings = settings or Settings()
     name = index or settings.require_index()
@@ -292,7 +296,12 @@ def _search_and_fuse(
         rank_constant=rank_constant,
         max_similarity=window.max_similarity,
     ):
-        return _fuse_on_server(client, name, knn_body, mlt_body, window, fusion)
+        try:
+            return _fuse_on_server(client, name, knn_body, mlt_body, window, fusion)
+        except SearchPipelineError as error:
+            if execution == "server" or not error.forbidden:
+                raise
+            logger.warning("%s; fusing client-side instead", error)
 
     knn_hits, mlt_hits = _msearch(client, name, [knn_body, mlt_body])
     fused = _fuse(

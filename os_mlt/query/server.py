@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from opensearchpy import OpenSearch, TransportError
 
-from ..errors import ConfigurationError, OsMltError
+from ..errors import ConfigurationError, OsMltError, SearchPipelineError
 from .requests import SearchRequest
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ _plugin_versions: weakref.WeakKeyDictionary[OpenSearch, tuple[int, ...] | None] 
 _created_pipelines: weakref.WeakKeyDictionary[OpenSearch, set[str]] = (
     weakref.WeakKeyDictionary()
 )
+# Clients whose user may not create search pipelines, which `auto` then
+# leaves on the client-side path without trying again.
+_pipelines_forbidden: weakref.WeakSet[OpenSearch] = weakref.WeakSet()
 
 
 def build_search_pipeline(
@@ -296,6 +299,8 @@ def use_server_fusion(
         )
     if execution == "client":
         return False
+    if execution == "auto" and client in _pipelines_forbidden:
+        return False
     problem = server_fusion_problem(
         neural_search_version(client),
         execution=execution,
@@ -327,7 +332,10 @@ def search_with_pipeline(
         The hits, and the two requests (pipeline and search) for Dev Tools.
 
     Raises:
-        OsMltError: The cluster rejected the pipeline or the search.
+        SearchPipelineError: The cluster rejected the pipeline. When it was
+            for lack of permission, `use_server_fusion` no longer picks the
+            server for this client under `auto`.
+        OsMltError: The cluster rejected the search.
     """
     name = pipeline_name(pipeline)
     requests = [
@@ -383,9 +391,14 @@ def _put_pipeline(client: OpenSearch, name: str, pipeline: dict[str, Any]) -> No
             "PUT", f"/_search/pipeline/{name}", body=pipeline
         )
     except TransportError as error:
-        raise OsMltError(
-            f"creating search pipeline {name!r} failed: {_reason(error)}"
-        ) from error
+        status = error.status_code if isinstance(error.status_code, int) else None
+        rejection = SearchPipelineError(
+            f"creating search pipeline {name!r} failed: {_reason(error)}",
+            status_code=status,
+        )
+        if rejection.forbidden:
+            _pipelines_forbidden.add(client)
+        raise rejection from error
 
 
 def _reason(error: TransportError) -> str:
