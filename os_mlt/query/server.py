@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from opensearchpy import ConnectionError as OpenSearchConnectionError
 from opensearchpy import OpenSearch, TransportError
 
 from ..errors import ConfigurationError, OsMltError, SearchPipelineError
@@ -190,7 +191,10 @@ def neural_search_version(client: OpenSearch) -> tuple[int, ...] | None:
     """Return the neural-search version every node runs, or None if a node lacks it.
 
     The response of `GET _nodes/plugins` is kept per client. A cluster that
-    does not allow the request counts as one without the plugin.
+    rejects the request counts as one without the plugin.
+
+    Raises:
+        opensearchpy.ConnectionError: The cluster could not be reached.
     """
     if client in _plugin_versions:
         return _plugin_versions[client]
@@ -199,6 +203,9 @@ def neural_search_version(client: OpenSearch) -> tuple[int, ...] | None:
             metric="plugins",
             filter_path="nodes.*.plugins.name,nodes.*.plugins.version",
         )
+    except OpenSearchConnectionError:
+        # Not cached, because the cluster may be reachable on the next call.
+        raise
     except TransportError as error:
         logger.info(
             "Listing plugins with GET _nodes/plugins failed (%s %s), so "
