@@ -45,6 +45,8 @@ NEURAL_SEARCH_PLUGIN = "opensearch-neural-search"
 # The hybrid query's `pagination_depth`, which fixes the candidate pool for
 # paging, and the score-ranker-processor (RRF) came in 2.19; z_score
 # normalization came in 3.0.
+# NOTE: only neural-search 2.19.1 has been run against. The z_score pipeline
+# follows the 3.x documentation and has not run on a 3.x node.
 _FIRST_RELEASE: dict[str, tuple[int, ...]] = {
     "min_max": (2, 19),
     "l2": (2, 19),
