@@ -25,7 +25,8 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/os-mlt demo --corpus $(CORPUS) --limit $(LIMIT) --show $(SHOW) --port $(PORT)
 
-## test: the whole suite against a real node (started on TEST_PORT if none runs there)
+## test: the whole suite against a real node (started on TEST_PORT if none runs there);
+## the neural-search tests start their own node on 9280 (OS_MLT_TEST_NEURAL_PORT)
 test: install
 	OS_MLT_TEST_PORT=$(TEST_PORT) $(BIN)/python -m pytest
 

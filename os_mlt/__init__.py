@@ -14,6 +14,7 @@ from .errors import (
     MappingError,
     NodeError,
     OsMltError,
+    SearchPipelineError,
     VectorMissingError,
 )
 from .indexer import BackfillReport, IndexBlockedError, ItemIssue, Progress, backfill
@@ -53,6 +54,7 @@ __all__ = [
     "Progress",
     "Range",
     "Recency",
+    "SearchPipelineError",
     "Settings",
     "SimilarHit",
     "SimilarResult",

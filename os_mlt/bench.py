@@ -195,7 +195,7 @@ def bench_query(target: BenchTarget, *, queries: int = 200) -> dict[str, float]:
 
         def hybrid(doc_id: str) -> Callable[[], object]:
             return lambda: hybrid_similar(
-                doc_id, k=10, settings=settings, client=client
+                doc_id, k=10, settings=settings, client=client, execution="client"
             )
 
         systems = {"knn": knn_only, "bm25": bm25_only, "hybrid": hybrid}

@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .errors import ConfigurationError, OsMltError
+from .node.plugins import PLUGINS
 from .settings import FUSIONS, Settings
 
 # Rich falls back to 80 columns when output is not a terminal, which folds
@@ -208,6 +209,7 @@ def _cmd_similar(args: argparse.Namespace) -> int:
         "weights": _parse_weights(args.weights),
         "boosts": _parse_boosts(args.recency, args.boost or []),
         "diversity": args.diversity,
+        "execution": args.execution,
     }
     if args.text is not None:
         if args.doc_id:
@@ -234,12 +236,16 @@ def _print_result(
     if args.dsl:
         # With --json the searches go to stderr, so stdout stays valid JSON.
         target = errors if args.json else console
-        target.print(
-            "# The k-NN and BM25 searches below were sent together in one _msearch;\n"
-            "# a last search, if shown, fetched the _source of the returned hits.",
-            markup=False,
-            highlight=False,
+        on_server = any(
+            "search_pipeline=" in (request.path or "") for request in result.requests
         )
+        header = (
+            "# The hybrid search below ran under the search pipeline above it."
+            if on_server
+            else "# The k-NN and BM25 searches below were sent together in one _msearch;\n"
+            "# a last search, if shown, fetched the _source of the returned hits."
+        )
+        target.print(header, markup=False, highlight=False)
         target.print(
             result.to_dev_tools(), markup=False, highlight=False, soft_wrap=True
         )
@@ -336,6 +342,8 @@ def _node_settings(args: argparse.Namespace) -> Any:
         overrides["http_port"] = args.port
     if getattr(args, "version", None) is not None:
         overrides["version"] = args.version
+    if getattr(args, "plugin", None):
+        overrides["plugins"] = args.plugin
     return NodeSettings(**overrides)
 
 
@@ -662,6 +670,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="HTTP port (env OS_MLT_NODE_HTTP_PORT; default 9200)"
     )
     node.add_argument("--version", help="OpenSearch version (env OS_MLT_NODE_VERSION)")
+    node.add_argument(
+        "--plugin",
+        action="append",
+        choices=sorted(PLUGINS),
+        help="also install this plugin and those it needs, in the version made for "
+        "--version; repeatable (env OS_MLT_NODE_PLUGINS, a JSON list). "
+        "neural-search enables server-side fusion",
+    )
     node.set_defaults(handler=_cmd_node)
 
     backfill = commands.add_parser(
@@ -772,6 +788,14 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument(
         "--weights",
         help="score fusion weights, e.g. knn=0.7,bm25=0.3 (default: settings, else 1 each)",
+    )
+    similar.add_argument(
+        "--execution",
+        choices=["auto", "server", "client"],
+        default="auto",
+        help="where to fuse: server runs one hybrid query under a search pipeline "
+        "(needs the neural-search plugin), client sends one _msearch; auto picks "
+        "server when the cluster can (default auto)",
     )
     similar.add_argument(
         "--dsl", action="store_true", help="print the Query DSL sent, for Dev Tools"

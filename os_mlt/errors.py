@@ -9,7 +9,8 @@ All of them derive from `OsMltError`, so callers can catch one type:
     ├── IndexBlockedError       the index is closed or rejects writes (read-only block)
     ├── MappingError            the index mapping cannot hold the vector field
     ├── DocumentNotFoundError   hybrid_similar was given an id that is not in the index
-    └── VectorMissingError      the document exists but has no vector yet
+    ├── VectorMissingError      the document exists but has no vector yet
+    └── SearchPipelineError     the cluster rejected the search pipeline of server-side fusion
 
 Errors raised by opensearch-py while talking to the cluster are wrapped only
 where os_mlt can add a fix to the message, with the original chained as
@@ -49,3 +50,21 @@ class DocumentNotFoundError(OsMltError):
 
 class VectorMissingError(OsMltError):
     """The document exists but has no vector, so the backfill has not reached it."""
+
+
+class SearchPipelineError(OsMltError):
+    """The cluster rejected the search pipeline that fuses on the server.
+
+    Attributes:
+        status_code: The HTTP status of the rejection, such as 403 when the
+            user may not create search pipelines.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @property
+    def forbidden(self) -> bool:
+        """Whether the cluster denied the request for lack of permission (401 or 403)."""
+        return self.status_code in (401, 403)

@@ -275,6 +275,9 @@ def search_candidates(
         source_fields=[],
         categorical_fields=categorical_fields,
         categorical_weight=categorical_weight,
+        # Each system reranks the candidates by their component ranks and
+        # scores, which only client-side fusion returns.
+        execution="client",
     )
 
 

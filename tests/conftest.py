@@ -22,6 +22,7 @@ from opensearchpy import OpenSearch
 
 from os_mlt import Encoder, Settings
 from os_mlt.client import make_client
+from os_mlt.node import NodeSettings
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 DEBIAN_CORPUS = CORPORA / "debian-packages.jsonl.gz"
@@ -64,12 +65,10 @@ def _docker_url() -> Iterator[str]:
         yield f"http://{config['host']}:{config['port']}"
 
 
-def _local_node_url() -> Iterator[str]:
+def local_node_url(settings: NodeSettings) -> Iterator[str]:
+    """Start the local node of `settings`, yield its URL, and stop it unless it already ran."""
     from os_mlt import node
 
-    settings = node.NodeSettings(
-        http_port=int(os.environ.get("OS_MLT_TEST_PORT", "9250"))
-    )
     was_running = node.status(settings).running
     status = node.start(settings)
     try:
@@ -77,6 +76,11 @@ def _local_node_url() -> Iterator[str]:
     finally:
         if not was_running:
             node.stop(settings)
+
+
+def _local_node_url() -> Iterator[str]:
+    settings = NodeSettings(http_port=int(os.environ.get("OS_MLT_TEST_PORT", "9250")))
+    yield from local_node_url(settings)
 
 
 @pytest.fixture(scope="session")

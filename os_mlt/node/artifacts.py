@@ -1,4 +1,4 @@
-"""Download and cache of the OpenSearch and k-NN plugin zips from Maven."""
+"""Download and cache of the OpenSearch zip, plugin zips and module jars from Maven."""
 
 from __future__ import annotations
 
@@ -27,24 +27,33 @@ _HTTP_TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class Artifact:
-    """A zip artifact in a Maven repository, named by its coordinates."""
+    """A file in a Maven repository, named by its coordinates.
+
+    Attributes:
+        group_id: Maven group, such as "org.opensearch.plugin".
+        artifact_id: Maven artifact, such as "opensearch-knn".
+        version: Artifact version.
+        extension: File type: "zip" for distributions and plugins, "jar" or
+            "pom" for the parts of a module.
+    """
 
     group_id: str
     artifact_id: str
     version: str
+    extension: str = "zip"
 
     @property
     def file_name(self) -> str:
-        """File name of the zip, `{artifact_id}-{version}.zip`."""
-        return f"{self.artifact_id}-{self.version}.zip"
+        """File name, `{artifact_id}-{version}.{extension}`."""
+        return f"{self.artifact_id}-{self.version}.{self.extension}"
 
     @property
     def coordinates(self) -> str:
         """Coordinates in the form `mvn dependency:copy -Dartifact=` takes."""
-        return f"{self.group_id}:{self.artifact_id}:{self.version}:zip"
+        return f"{self.group_id}:{self.artifact_id}:{self.version}:{self.extension}"
 
     def url(self, repository_url: str) -> str:
-        """Return the URL of the zip in the standard Maven repository layout."""
+        """Return the URL of the file in the standard Maven repository layout."""
         group_path = self.group_id.replace(".", "/")
         base = repository_url.rstrip("/")
         return f"{base}/{group_path}/{self.artifact_id}/{self.version}/{self.file_name}"
@@ -61,7 +70,12 @@ def opensearch_artifact(version: str) -> Artifact:
 
 def knn_artifact(version: str) -> Artifact:
     """Return the opensearch-knn plugin zip."""
-    return Artifact("org.opensearch.plugin", "opensearch-knn", version)
+    return plugin_artifact("opensearch-knn", version)
+
+
+def plugin_artifact(artifact_id: str, version: str) -> Artifact:
+    """Return the zip of an OpenSearch plugin published under org.opensearch.plugin."""
+    return Artifact("org.opensearch.plugin", artifact_id, version)
 
 
 def downloads_dir() -> Path:
@@ -79,13 +93,13 @@ def fetch(
     """Return the path of `artifact` in the cache, downloading it first if needed.
 
     With `mvn` on PATH, Maven copies the artifact from its own configured
-    repositories. Otherwise the zip is downloaded from `repository_url` and
-    checked against the `.sha1` file next to it. Either way the zip is written
+    repositories. Otherwise the file is downloaded from `repository_url` and
+    checked against the `.sha1` file next to it. Either way the file is written
     under a temporary name and renamed when complete, so an interrupted
     download never leaves a partial file under the cached name.
 
     Args:
-        artifact: Zip to fetch.
+        artifact: File to fetch.
         repository_url: Base URL of a Maven repository, used without `mvn`.
         directory: Cache directory. None means `downloads_dir()`.
         log: Callback for one line per download.

@@ -1,4 +1,4 @@
-"""Unpacking of OpenSearch, installation of the k-NN plugin and node configuration."""
+"""Unpacking of OpenSearch, installation of plugins and node configuration."""
 
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ def unpack(zip_path: Path, layout: NodeLayout, *, log: StepLog | None = None) ->
     stored in the zip are kept, so the scripts under `bin/` stay executable.
 
     Raises:
-        NodeError: The zip is damaged, has an unexpected top folder, or lacks
-            the lang-painless module.
+        NodeError: The zip is damaged or has an unexpected top folder.
     """
     if (layout.install_dir / "bin" / "opensearch").is_file():
         logger.debug("OpenSearch already unpacked in %s", layout.install_dir)
@@ -59,8 +58,6 @@ def unpack(zip_path: Path, layout: NodeLayout, *, log: StepLog | None = None) ->
                     "it from the cache and start again."
                 )
             os.replace(top, layout.install_dir)
-
-    check_modules(layout)
 
 
 def _extract(zip_path: Path, destination: Path) -> None:
@@ -107,22 +104,6 @@ def _extract_member(
         target.chmod(mode & 0o777)
 
 
-def check_modules(layout: NodeLayout) -> None:
-    """Raise NodeError when the install lacks the lang-painless module k-NN needs.
-
-    Raises:
-        NodeError: `modules/lang-painless` is missing, as it is from the
-            integ-test-zip before OpenSearch 3.5.
-    """
-    if not (layout.install_dir / "modules" / "lang-painless").is_dir():
-        raise NodeError(
-            f"OpenSearch {layout.version} in {layout.install_dir} has no "
-            "modules/lang-painless, which the k-NN plugin needs. The integ-test-zip "
-            "ships it from OpenSearch 3.5.0 on, so set OS_MLT_NODE_VERSION to 3.5.0 "
-            "or later."
-        )
-
-
 def installed_plugin_version(layout: NodeLayout, name: str) -> str | None:
     """Return the version of plugin `name`, or None when it is not installed."""
     descriptor = layout.install_dir / "plugins" / name / "plugin-descriptor.properties"
@@ -153,16 +134,55 @@ def install_knn(
         NodeError: `bin/opensearch-plugin` failed, for example because the
             plugin was built for another OpenSearch version.
     """
-    installed = installed_plugin_version(layout, KNN_PLUGIN)
-    if installed == knn_version:
-        logger.debug("%s %s already installed", KNN_PLUGIN, knn_version)
+    install_plugin(layout, KNN_PLUGIN, knn_zip, knn_version, jdk, log=log)
+
+
+def install_plugin(
+    layout: NodeLayout,
+    name: str,
+    plugin_zip: Path,
+    version: str,
+    jdk: Jdk,
+    *,
+    log: StepLog | None = None,
+) -> None:
+    """Install plugin `name` from `plugin_zip` unless that version is already installed.
+
+    Another installed version of the plugin is removed first. A plugin that
+    extends others must be installed after them.
+
+    Raises:
+        NodeError: `bin/opensearch-plugin` failed, for example because the
+            plugin was built for another OpenSearch version or a plugin it
+            extends is missing.
+    """
+    installed = installed_plugin_version(layout, name)
+    if installed == version:
+        logger.debug("%s %s already installed", name, version)
         return
     if installed is not None:
-        report(logger, log, f"Removing plugin {KNN_PLUGIN} {installed}")
-        _run_plugin_cli(layout, jdk, ["remove", KNN_PLUGIN])
+        remove_plugin(layout, name, installed, jdk, log=log)
 
-    report(logger, log, f"Installing plugin {KNN_PLUGIN} {knn_version}")
-    _run_plugin_cli(layout, jdk, ["install", "--batch", knn_zip.absolute().as_uri()])
+    report(logger, log, f"Installing plugin {name} {version}")
+    _run_plugin_cli(layout, jdk, ["install", "--batch", plugin_zip.absolute().as_uri()])
+
+
+def remove_plugin(
+    layout: NodeLayout,
+    name: str,
+    version: str,
+    jdk: Jdk,
+    *,
+    log: StepLog | None = None,
+) -> None:
+    """Remove the installed plugin `name`, whose installed version is `version`.
+
+    Raises:
+        NodeError: `bin/opensearch-plugin remove` failed, for example because
+            another installed plugin extends this one.
+    """
+    report(logger, log, f"Removing plugin {name} {version}")
+    _run_plugin_cli(layout, jdk, ["remove", name])
 
 
 def _run_plugin_cli(layout: NodeLayout, jdk: Jdk, arguments: list[str]) -> None:
@@ -186,9 +206,9 @@ def _run_plugin_cli(layout: NodeLayout, jdk: Jdk, arguments: list[str]) -> None:
         output = (result.stdout + result.stderr).strip()[-2000:]
         raise NodeError(
             f"opensearch-plugin {' '.join(arguments)} failed (exit "
-            f"{result.returncode}) in {layout.install_dir}. Check that the k-NN "
-            f"version matches OpenSearch {layout.version} (OS_MLT_NODE_KNN_VERSION). "
-            "Output:\n"
+            f"{result.returncode}) in {layout.install_dir}. Check that the plugin "
+            f"versions match OpenSearch {layout.version} (for k-NN, "
+            "OS_MLT_NODE_KNN_VERSION). Output:\n"
             f"{output}"
         )
 

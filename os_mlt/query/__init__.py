@@ -19,18 +19,20 @@ from .filters import (
 )
 from .fusion import DEFAULT_RANK_CONSTANT, FusedItem, reciprocal_rank_fusion
 from .hybrid import (
-    SearchRequest,
     SimilarHit,
     SimilarResult,
     hybrid_similar,
     similar_to_text,
 )
+from .requests import SearchRequest
 from .rerank import Boost, NumericBoost, Recency, SharedValues
+from .server import Execution, build_hybrid_search, build_search_pipeline
 
 __all__ = [
     "DEFAULT_MLT_PARAMS",
     "DEFAULT_RANK_CONSTANT",
     "Boost",
+    "Execution",
     "Exists",
     "Filter",
     "FilterInput",
@@ -46,9 +48,11 @@ __all__ = [
     "Term",
     "Terms",
     "build_filter_clauses",
+    "build_hybrid_search",
     "build_knn_search",
     "build_lookup",
     "build_mlt_search",
+    "build_search_pipeline",
     "hybrid_similar",
     "parse_filter",
     "reciprocal_rank_fusion",

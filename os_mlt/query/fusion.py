@@ -14,6 +14,11 @@ NORMALIZATIONS: tuple[Normalization, ...] = ("min_max", "z_score", "l2")
 # (neural-search 2.19+), so client-side and server-side fusion agree.
 DEFAULT_RANK_CONSTANT = 60
 
+# The normalization-processor of neural-search (2.19) gives the lowest score
+# of a sub-query this value instead of 0, so it still counts as found. A
+# document the sub-query did not return scores 0.
+MIN_MAX_FLOOR = 0.001
+
 
 @dataclass(frozen=True)
 class FusedItem:
@@ -76,9 +81,15 @@ def reciprocal_rank_fusion(
 def normalize_scores(scores: Sequence[float], method: Normalization) -> list[float]:
     """Normalize one ranking's raw scores into values that are never NaN or infinite.
 
-    - `min_max`: (s - min) / (max - min), in [0, 1]; all 1.0 when every score is equal.
-    - `z_score`: (s - mean) / standard deviation; all 0.0 when every score is equal.
+    `min_max` and `l2` follow the normalization-processor of OpenSearch's
+    neural-search plugin (2.19), so client-side and server-side fusion rank alike:
+
+    - `min_max`: (s - min) / (max - min), in (0, 1]. The lowest score gets
+      `MIN_MAX_FLOOR` instead of 0, and every score gets 1.0 when all are equal.
     - `l2`: s / sqrt(sum of s squared); all 0.0 when every score is 0.
+    - `z_score`: (s - mean) / population standard deviation; all 0.0 when
+      every score is equal. The plugin's z_score (3.0+) differs: it uses the
+      sample standard deviation and raises scores at or below the mean to 0.001.
 
     Raises:
         ValueError: `method` is not one of `NORMALIZATIONS`, or a score is not finite.
@@ -96,7 +107,8 @@ def normalize_scores(scores: Sequence[float], method: Normalization) -> list[flo
         low, high = min(values), max(values)
         if high == low:
             return [1.0] * len(values)
-        return [(value - low) / (high - low) for value in values]
+        scaled = [(value - low) / (high - low) for value in values]
+        return [value if value > 0.0 else MIN_MAX_FLOOR for value in scaled]
     if method == "z_score":
         mean = sum(values) / len(values)
         deviation = math.sqrt(
@@ -119,14 +131,18 @@ def score_fusion(
 ) -> list[FusedItem]:
     """Fuse rankings by the weighted arithmetic mean of their normalized scores.
 
-    A document missing from a ranking takes that ranking's lowest normalized
-    score: it did no better than the last candidate that ranking returned.
-    Ties go to the better best rank, then to the smaller id.
+    Under `min_max` and `l2` a document missing from a ranking scores 0.0 there
+    and that ranking's weight still counts, as in the neural-search plugin's
+    arithmetic_mean. Under `z_score`, whose values go below 0, it takes that
+    ranking's lowest normalized score instead: it did no better than the last
+    candidate that ranking returned. Ties go to the better best rank, then to
+    the smaller id.
 
     Args:
         rankings: Ranking name to (id, raw score) pairs, best first.
         normalization: How each ranking's scores are made comparable.
-        weights: Weight per ranking name; missing names weigh 1.0.
+        weights: Weight per ranking name; missing names weigh 1.0. The mean
+            divides by their sum, so only their ratios matter.
 
     Raises:
         ValueError: A weight is negative, or all weights are zero.
@@ -146,13 +162,13 @@ def score_fusion(
 
     normalized: dict[str, dict[str, float]] = {}
     ranks: dict[str, dict[str, int]] = {}
-    floors: dict[str, float] = {}
+    missing: dict[str, float] = {}
     for name, hits in rankings.items():
         firsts: dict[str, float] = {}
         for doc_id, score in hits:
             firsts.setdefault(doc_id, score)
         values = normalize_scores(list(firsts.values()), normalization)
-        floors[name] = min(values) if values else 0.0
+        missing[name] = min(values) if values and normalization == "z_score" else 0.0
         for position, (doc_id, value) in enumerate(
             zip(firsts, values, strict=True), start=1
         ):
@@ -161,7 +177,7 @@ def score_fusion(
 
     fused = []
     for doc_id, parts in normalized.items():
-        score = sum(used[name] * parts.get(name, floors[name]) for name in rankings)
+        score = sum(used[name] * parts.get(name, missing[name]) for name in rankings)
         fused.append(FusedItem(doc_id, score / total_weight, ranks[doc_id], parts))
     fused.sort(key=lambda item: (-item.score, min(item.ranks.values()), item.id))
     return fused

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,13 +17,22 @@ from ..errors import (
     ConfigurationError,
     DocumentNotFoundError,
     OsMltError,
+    SearchPipelineError,
     VectorMissingError,
 )
 from ..settings import FUSIONS, Fusion, Settings
 from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
 from .fusion import reciprocal_rank_fusion, score_fusion
+from .requests import SearchRequest
 from .rerank import Boost, SharedValues, boost_factors, mmr_order, relevance
+from .server import (
+    Execution,
+    build_hybrid_search,
+    build_search_pipeline,
+    search_with_pipeline,
+    use_server_fusion,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +46,6 @@ MAX_NUM_CANDIDATES = 10_000
 
 KNN = "knn"
 BM25 = "bm25"
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """One search os_mlt sent, as Dev Tools shows it."""
-
-    label: str
-    index: str
-    body: dict[str, Any]
-
-    def to_dev_tools(self) -> str:
-        """Return the request in Dev Tools console syntax."""
-        return f"# {self.label}\nGET {self.index}/_search\n{json.dumps(self.body, indent=2)}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +133,7 @@ def hybrid_similar(
     diversity: float | None = None,
     categorical_fields: Sequence[str] | None = None,
     categorical_weight: float | None = None,
+    execution: Execution = "auto",
 ) -> SimilarResult:
     """Find the `k` documents most like one or more examples, by meaning and by shared words.
 
@@ -146,6 +142,16 @@ def hybrid_similar(
     and leave out the examples themselves. The two rankings are fused with
     reciprocal rank fusion, or with score fusion when `fusion` names a
     normalization. Boosts and MMR diversity then reorder the fused pool.
+
+    With `execution` "auto" or "server" and the neural-search plugin (2.19 or
+    later) on every node, the two searches go instead as the sub-queries of
+    one `hybrid` query, and a search pipeline fuses them on the server by the
+    same formulas. Its hits carry
+    only the fused score: `knn_rank`, `knn_score`, `bm25_rank`, `bm25_score`
+    and the normalized scores are None, because the hybrid query returns them
+    only through `explain`. On an index with several shards each sub-query
+    contributes `num_candidates` hits per shard there, so the pool is larger
+    than on the client.
 
     Args:
         doc_id: `_id` of the example document, or a list of several examples.
@@ -197,12 +203,21 @@ def hybrid_similar(
             what is already picked; 0.3 is a common choice.
         encoder: Model used only when a stored vector cannot be read and the
             document's text must be encoded again; loaded on demand otherwise.
+        execution: Where to fuse. `auto` fuses on the server when the cluster
+            can, but keeps `z_score` and `max_similarity` on the client, because
+            they need it. `server` raises when the cluster cannot fuse this
+            search, and `client` always sends the `_msearch`.
 
     Raises:
         DocumentNotFoundError: No document has one of the ids.
         VectorMissingError: An example has no vector; run the backfill.
         ConfigurationError: `k` or `num_candidates` is out of range, or the
             same id is both a positive and a negative example.
+        ConfigurationError: `execution="server"` and the cluster cannot fuse
+            this search.
+        SearchPipelineError: The cluster rejected the search pipeline. Under
+            `auto` a rejection for lack of permission falls back to the
+            client instead, with a warning.
     """
     settings = settings or Settings()
     name = index or settings.require_index()
@@ -238,6 +253,7 @@ def hybrid_similar(
         vectors[: len(positives)], vectors[len(positives) :], example_vectors
     )
     liked = examples[: len(positives)]
+    label = ", ".join(positives)
     if categorical_fields and categorical_weight > 0:
         shared = SharedValues.of_examples(
             categorical_fields, categorical_weight, [hit["_source"] for hit in liked]
@@ -249,7 +265,7 @@ def hybrid_similar(
         for example in liked
         for clause in _same_value_clauses(example["_source"], exclude_same)
     ]
-    hits, knn_bodies, mlt_body, page_body = _search_and_fuse(
+    hits, searches = _search_and_fuse(
         client,
         name,
         settings,
@@ -266,16 +282,16 @@ def hybrid_similar(
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
         rerank=_Rerank(tuple(boosts), diversity, encoder),
+        labels=(
+            f"k-NN: nearest neighbours of {label}",
+            f"BM25: more_like_this {label}",
+        ),
+        execution=execution,
     )
-    label = ", ".join(positives)
-    requests = [SearchRequest(f"Look up {label}: vectors and text", name, lookup_body)]
-    requests += [
-        SearchRequest(f"k-NN: nearest neighbours of {label}", name, body)
-        for body in knn_bodies
+    requests = [
+        SearchRequest(f"Look up {label}: vectors and text", name, lookup_body),
+        *searches,
     ]
-    requests.append(SearchRequest(f"BM25: more_like_this {label}", name, mlt_body))
-    if page_body:
-        requests.append(SearchRequest("_source of the page's hits", name, page_body))
     example_ids = ", ".join(str(hit["_id"]) for hit in liked)
     return SimilarResult(doc_id=example_ids, hits=hits, requests=requests)
 
@@ -313,10 +329,10 @@ def _search_and_fuse(
     mlt_params: Mapping[str, Any] | None,
     fusion: tuple[Fusion, int, Mapping[str, float] | None],
     rerank: _Rerank,
+    labels: tuple[str, str],
     unlike: Sequence[Any] = (),
-) -> tuple[
-    list[SimilarHit], list[dict[str, Any]], dict[str, Any], dict[str, Any] | None
-]:
+    execution: Execution = "auto",
+) -> tuple[list[SimilarHit], list[SearchRequest]]:
     positive, negative = filters
     # The candidates come without _source, which would cost more than the
     # searches themselves; only the fields boosts read are fetched. The page
@@ -348,26 +364,75 @@ def _search_and_fuse(
         mlt_params=mlt_params,
         unlike=unlike,
     )
-    *knn_lists, mlt_hits = _msearch(client, name, [*knn_bodies, mlt_body])
-    knn_hits = _closest_example(knn_lists, window.num_candidates)
     method, rank_constant, weights = fusion
-    fused = _fuse(
-        knn_hits,
-        mlt_hits,
-        k=2 * window.num_candidates,
+    reranking = bool(rerank.boosts) or rerank.diversity is not None
+    fused: list[SimilarHit] | None = None
+    paged = False
+    if len(knn_bodies) > 1 and execution == "server":
+        raise ConfigurationError(
+            "example_vectors='best' with several examples sends one k-NN search per "
+            "example, which only client-side fusion can merge; use execution='client' "
+            "or example_vectors='average'"
+        )
+    if len(knn_bodies) == 1 and use_server_fusion(
+        client,
+        execution,
         fusion=method,
         rank_constant=rank_constant,
-        weights=weights,
-    )
-    if window.max_similarity is not None:
-        fused = [
-            hit for hit in fused if not _near_duplicate(hit, window.max_similarity)
-        ]
-    if rerank.boosts or rerank.diversity is not None:
+        max_similarity=window.max_similarity,
+    ):
+        # Boosts and diversity reorder the whole pool, so the server returns
+        # all of it; otherwise it returns the page, with its _source.
+        if reranking:
+            wanted: tuple[int, int, Any] = (
+                0,
+                2 * window.num_candidates,
+                candidate_source,
+            )
+        else:
+            wanted = (window.offset, window.k, source)
+        try:
+            fused, requests = _fuse_on_server(
+                client,
+                name,
+                (knn_bodies[0], mlt_body),
+                page=wanted,
+                num_candidates=window.num_candidates,
+                fusion=fusion,
+            )
+            paged = not reranking
+        except SearchPipelineError as error:
+            if execution == "server" or not error.forbidden:
+                raise
+            logger.warning("%s; fusing client-side instead", error)
+
+    if fused is None:
+        *knn_lists, mlt_hits = _msearch(client, name, [*knn_bodies, mlt_body])
+        knn_hits = _closest_example(knn_lists, window.num_candidates)
+        fused = _fuse(
+            knn_hits,
+            mlt_hits,
+            k=2 * window.num_candidates,
+            fusion=method,
+            rank_constant=rank_constant,
+            weights=weights,
+        )
+        if window.max_similarity is not None:
+            fused = [
+                hit for hit in fused if not _near_duplicate(hit, window.max_similarity)
+            ]
+        requests = [SearchRequest(labels[0], name, body) for body in knn_bodies]
+        requests.append(SearchRequest(labels[1], name, mlt_body))
+    if paged:
+        return fused, requests
+
+    if reranking:
         fused = _rerank(client, name, settings, fused, rerank, window.num_candidates)
     page = fused[window.offset : window.offset + window.k]
     page, page_body = _fetch_page_sources(client, name, page, source)
-    return page, knn_bodies, mlt_body, page_body
+    if page_body:
+        requests.append(SearchRequest("_source of the page's hits", name, page_body))
+    return page, requests
 
 
 def _fetch_page_sources(
@@ -483,6 +548,50 @@ def _candidate_vectors(
     return np.asarray([vectors[doc_id] for doc_id in ids], dtype=np.float32)
 
 
+def _fuse_on_server(
+    client: OpenSearch,
+    name: str,
+    bodies: tuple[dict[str, Any], dict[str, Any]],
+    *,
+    page: tuple[int, int, Any],
+    num_candidates: int,
+    fusion: tuple[Fusion, int, Mapping[str, float] | None],
+) -> tuple[list[SimilarHit], list[SearchRequest]]:
+    """Send the two searches as one hybrid query that a search pipeline fuses.
+
+    `page` is the (from, size, _source) of the hits to return.
+    """
+    method, rank_constant, weights = fusion
+    knn_body, mlt_body = bodies
+    from_, size, source = page
+    body = build_hybrid_search(
+        knn_body["query"],
+        mlt_body["query"],
+        size=size,
+        from_=from_,
+        pagination_depth=num_candidates,
+        source=source,
+    )
+    pipeline = build_search_pipeline(
+        method, weights=weights, rank_constant=rank_constant
+    )
+    hits, requests = search_with_pipeline(client, name, body, pipeline)
+    fused = [
+        SimilarHit(
+            id=hit["_id"],
+            index=hit["_index"],
+            score=float(hit["_score"]),
+            knn_rank=None,
+            knn_score=None,
+            bm25_rank=None,
+            bm25_score=None,
+            source=hit.get("_source", {}),
+        )
+        for hit in hits
+    ]
+    return fused, requests
+
+
 def _near_duplicate(hit: SimilarHit, max_similarity: float) -> bool:
     # For cosinesimil the k-NN plugin scores (1 + cosine) / 2.
     if hit.knn_score is None:
@@ -575,6 +684,7 @@ def similar_to_text(
     mlt_params: Mapping[str, Any] | None = None,
     boosts: Sequence[Boost] = (),
     diversity: float | None = None,
+    execution: Execution = "auto",
 ) -> SimilarResult:
     """Find the `k` documents most like a free text, by k-NN and BM25 fused.
 
@@ -600,7 +710,7 @@ def similar_to_text(
     client = resolve_client(client, settings)
     encoder = encoder or Encoder(settings.model, device=settings.device)
     vector = encoder.encode([text])[0].tolist()
-    hits, knn_bodies, mlt_body, page_body = _search_and_fuse(
+    hits, requests = _search_and_fuse(
         client,
         name,
         settings,
@@ -613,15 +723,12 @@ def similar_to_text(
         mlt_params=mlt_params,
         fusion=(fusion, rank_constant, weights),
         rerank=_Rerank(tuple(boosts), diversity, encoder),
-    )
-    requests = [
-        SearchRequest(
-            "k-NN: nearest neighbours of the text's vector", name, knn_bodies[0]
+        labels=(
+            "k-NN: nearest neighbours of the text's vector",
+            "BM25: more_like_this the text",
         ),
-        SearchRequest("BM25: more_like_this the text", name, mlt_body),
-    ]
-    if page_body:
-        requests.append(SearchRequest("_source of the page's hits", name, page_body))
+        execution=execution,
+    )
     return SimilarResult(doc_id="", hits=hits, requests=requests)
 
 

@@ -95,6 +95,18 @@ def test_maven_layout_urls() -> None:
     )
 
 
+def test_jar_and_pom_coordinates() -> None:
+    jar = Artifact("org.antlr", "antlr4-runtime", "4.13.1", "jar")
+    pom = Artifact("org.opensearch.plugin", "lang-painless", "2.19.1", "pom")
+
+    assert jar.file_name == "antlr4-runtime-4.13.1.jar"
+    assert jar.coordinates == "org.antlr:antlr4-runtime:4.13.1:jar"
+    assert pom.url("https://repo1.maven.org/maven2") == (
+        "https://repo1.maven.org/maven2/org/opensearch/plugin/lang-painless/2.19.1/"
+        "lang-painless-2.19.1.pom"
+    )
+
+
 def test_downloads_dir_follows_xdg_cache_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

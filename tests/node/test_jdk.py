@@ -10,6 +10,7 @@ from os_mlt.errors import ConfigurationError
 from os_mlt.node.account import Account
 from os_mlt.node.jdk import (
     find_jdk,
+    max_java_major,
     parse_java_version,
     read_java_major,
     required_java_major,
@@ -84,6 +85,43 @@ def test_parse_invalid_java_version() -> None:
 )
 def test_required_java_major(opensearch_version: str, required: int) -> None:
     assert required_java_major(opensearch_version) == required
+
+
+@pytest.mark.parametrize(
+    ("opensearch_version", "maximum"),
+    [("3.5.0", None), ("2.19.1", 23), ("1.3.20", 23)],
+)
+def test_max_java_major(opensearch_version: str, maximum: int | None) -> None:
+    assert max_java_major(opensearch_version) == maximum
+
+
+@pytest.mark.usefixtures("no_java_env")
+def test_finder_skips_too_new_java_for_2x(tmp_path: Path) -> None:
+    jvm = tmp_path / "jvm"
+    newest = make_jdk(jvm, "jdk-25", "25.0.1")
+    chosen = make_jdk(jvm, "jdk-21", "21.0.5")
+    make_jdk(jvm, "jdk-17", "17.0.15")
+    lines: list[str] = []
+
+    jdk = find_jdk("2.19.1", search_dirs=[jvm], log=lines.append)
+
+    assert jdk.home == chosen
+    skipped = [line for line in lines if str(newest) in line]
+    assert len(skipped) == 1
+    assert "Java 23 or older" in skipped[0]
+    assert "security manager" in skipped[0]
+
+
+@pytest.mark.usefixtures("no_java_env")
+def test_explicit_java_home_too_new_for_2x(tmp_path: Path) -> None:
+    new = make_jdk(tmp_path, "jdk-25", "25.0.1")
+
+    with pytest.raises(ConfigurationError) as caught:
+        find_jdk("2.19.1", java_home=new)
+
+    message = str(caught.value)
+    assert "Java 25" in message
+    assert "Java 11 to 23" in message
 
 
 @pytest.mark.usefixtures("no_java_env")
