@@ -285,7 +285,7 @@ def test_auto_fuses_on_server_when_it_can(neural: NeuralSample) -> None:
 
     assert [request.method for request in plain.requests] == ["GET", "PUT", "GET"]
     for result in (near_duplicates, z_score):
-        assert [request.path for request in result.requests] == [None, None, None]
+        assert [request.path for request in result.requests] == [None] * 4
         assert result.hits[0].knn_rank is not None
 
 
@@ -436,7 +436,7 @@ def test_denied_pipeline_falls_back_under_auto(neural: NeuralSample) -> None:
         hybrid_similar(neural.queries[7], execution="server", **common)
 
     assert first.hits[0].knn_rank is not None
-    assert [request.path for request in first.requests] == [None, None, None]
+    assert [request.path for request in first.requests] == [None] * 4
     assert len(second.hits) == 5
     assert caught.value.forbidden
     # auto sends the PUT once per client, and execution="server" sends it again.
@@ -460,3 +460,30 @@ def test_deleted_pipeline_is_created_again(neural: NeuralSample) -> None:
     second = hybrid_similar(doc_id, **common)
 
     assert [hit.id for hit in second.hits] == [hit.id for hit in first.hits]
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "min_max"])
+def test_boosts_rerank_the_server_pool_as_the_client(
+    neural: NeuralSample, fusion: str
+) -> None:
+    for doc_id in neural.queries[:3]:
+        server, client = _both(
+            doc_id,
+            neural,
+            k=10,
+            fusion=fusion,
+            categorical_fields=["section"],
+            categorical_weight=2.0,
+            source_fields=["section"],
+        )
+        assert any(request.path for request in server.requests)
+        assert not any(request.path for request in client.requests)
+        # The server returns the fused pool, which the categorical boost reorders.
+        for ours, theirs in zip(server.hits, client.hits, strict=True):
+            assert ours.final_score == pytest.approx(
+                theirs.final_score, abs=SCORE_TOLERANCE
+            )
+            assert ours.boost == pytest.approx(theirs.boost)
+        assert [hit.source["section"] for hit in server.hits] == [
+            hit.source["section"] for hit in client.hits
+        ]
