@@ -127,9 +127,9 @@ class Settings(BaseSettings):
     multiplied by 1 + weight * (mean Jaccard overlap over the fields)."""
 
     # RRF is the default by measurement: on the Debian protocol it scored the
-    # best nDCG@10 of the four methods, and no point of `os-mlt tune`'s grid
-    # beat it on held-out queries (docs/benchmarks.md). It also needs no
-    # weights, which scores on different scales would otherwise call for.
+    # best nDCG@10 of the four methods, and the setting `os-mlt tune` chose on
+    # other queries (L2, 50 candidates) scored lower on held-out ones
+    # (docs/benchmarks.md). It also needs no weights across score scales.
     fusion: Fusion = "rrf"
     """Fusion method of `hybrid_similar`. `rrf` fuses ranks, while `min_max`,
     `z_score` and `l2` normalize each component's scores and take their weighted mean."""

@@ -38,9 +38,9 @@ logger = logging.getLogger(__name__)
 
 # Hits each component contributes to the fusion. A document ranked below 100
 # by one component adds at most 1/160 to its fused score with the default rank
-# constant, so deeper lists change little and cost latency. A grid search of
-# 25 to 200 on the Debian protocol found no window that beat 100 on held-out
-# queries (docs/benchmarks.md).
+# constant, so deeper lists change little and cost latency. On the Debian
+# protocol the window `os-mlt tune` chose on other queries (50) scored lower
+# on held-out ones than 100 (docs/benchmarks.md).
 DEFAULT_NUM_CANDIDATES = 100
 
 # The k-NN plugin rejects a `knn` query with k above 10,000.
