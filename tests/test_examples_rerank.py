@@ -318,3 +318,17 @@ def test_categorical_fields_come_from_settings(
     monkeypatch.setenv("OS_MLT_CATEGORICAL_FIELDS", "bad field")
     with pytest.raises(ValueError, match="'bad field'"):
         Settings()
+
+
+def test_categorical_field_without_values_is_reported(
+    hybrid_index: Settings, client: OpenSearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = hybrid_similar(
+        "vlc",
+        k=3,
+        categorical_fields=["sectoin"],
+        settings=hybrid_index,
+        client=client,
+    )
+    assert all(hit.boost == 1.0 for hit in result.hits)
+    assert "Categorical field 'sectoin' has no value in vlc" in caplog.text

@@ -260,6 +260,15 @@ def hybrid_similar(
         shared = SharedValues.of_examples(
             categorical_fields, categorical_weight, [hit["_source"] for hit in liked]
         )
+        for field_name, values in zip(shared.fields, shared.values, strict=True):
+            if not values:
+                logger.warning(
+                    "Categorical field %r has no value in %s; check the field name "
+                    "(GET %s/_mapping), it raises no candidate",
+                    field_name,
+                    label,
+                    name,
+                )
         boosts = [*boosts, shared]
     source = _source_option(settings, source_fields, boosts)
     negative = negative + [
