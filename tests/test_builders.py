@@ -24,6 +24,7 @@ def test_knn_search_puts_filters_inside_the_knn_query() -> None:
     assert body == {
         "size": 50,
         "_source": ["title"],
+        "track_total_hits": False,
         "query": {
             "knn": {
                 "embedding": {
@@ -73,3 +74,10 @@ def test_lookup_fetches_by_id() -> None:
     body = build_lookup("doc-1", ["embedding", "title"])
     assert body["query"] == {"ids": {"values": ["doc-1"]}}
     assert body["_source"] == ["embedding", "title"]
+
+
+def test_component_searches_count_no_hits() -> None:
+    knn = build_knn_search("embedding", [1.0], k=5)
+    mlt = build_mlt_search(["title"], ["text"], size=5)
+    assert knn["track_total_hits"] is False
+    assert mlt["track_total_hits"] is False

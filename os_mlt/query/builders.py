@@ -76,7 +76,12 @@ def build_knn_search(
     clauses = _bool_filter(filters, must_not, exclude_ids)
     if clauses:
         knn["filter"] = {"bool": clauses}
-    return {"size": k, "_source": source, "query": {"knn": {vector_field: knn}}}
+    return {
+        "size": k,
+        "_source": source,
+        "track_total_hits": False,
+        "query": {"knn": {vector_field: knn}},
+    }
 
 
 def build_mlt_search(
@@ -116,4 +121,6 @@ def build_mlt_search(
     mlt.update({**DEFAULT_MLT_PARAMS, **(mlt_params or {})})
     query: dict[str, Any] = {"bool": {"must": [{"more_like_this": mlt}]}}
     query["bool"].update(_bool_filter(filters, must_not, exclude_ids))
-    return {"size": size, "_source": source, "query": query}
+    # No hit count: it would make the node score every matching document,
+    # where it can otherwise skip those that cannot reach the top `size`.
+    return {"size": size, "_source": source, "track_total_hits": False, "query": query}

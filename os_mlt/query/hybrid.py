@@ -247,7 +247,7 @@ def hybrid_similar(
         *categorical_fields,
         *([id_field] if id_field else []),
     ]
-    examples, lookup_body = _fetch_examples(
+    examples, lookup = _fetch_examples(
         client, name, positives + negatives, lookup_fields, id_field
     )
     vectors = [_example_vector(example, settings, encoder) for example in examples]
@@ -300,7 +300,7 @@ def hybrid_similar(
         execution=execution,
     )
     requests = [
-        SearchRequest(f"Look up {label}: vectors and text", name, lookup_body),
+        replace(lookup, label=f"Look up {label}: vectors and text"),
         *searches,
     ]
     example_ids = ", ".join(str(hit["_id"]) for hit in liked)
@@ -440,33 +440,45 @@ def _search_and_fuse(
     if reranking:
         fused = _rerank(client, name, settings, fused, rerank, window.num_candidates)
     page = fused[window.offset : window.offset + window.k]
-    page, page_body = _fetch_page_sources(client, name, page, source)
-    if page_body:
-        requests.append(SearchRequest("_source of the page's hits", name, page_body))
+    page, page_request = _fetch_page_sources(client, name, page, source)
+    if page_request:
+        requests.append(page_request)
     return page, requests
 
 
 def _fetch_page_sources(
     client: OpenSearch, name: str, page: list[SimilarHit], source: Any
-) -> tuple[list[SimilarHit], dict[str, Any] | None]:
-    """Give the page's hits their `_source`; no search when no field is asked for."""
+) -> tuple[list[SimilarHit], SearchRequest | None]:
+    """Give the page's hits their `_source` with one `_mget`; none when no field is asked for."""
     if not page or source == []:
         return page, None
-    body = {
-        "size": 2 * len(page),
-        "_source": source,
-        "query": {"ids": {"values": sorted({hit.id for hit in page})}},
+    body: dict[str, Any] = {
+        "docs": [
+            {"_index": hit.index, "_id": hit.id, "_source": source} for hit in page
+        ]
     }
-    response = client.search(index=name, body=body)
+    request = SearchRequest("_source of the page's hits", name, body, path="_mget")
+    docs = client.mget(body=body)["docs"]
+    if any("error" in doc for doc in docs):
+        # Some k-NN versions fail a realtime get of a document whose vector
+        # comes from derived source; a search reads the same fields.
+        body = {
+            "size": 2 * len(page),
+            "_source": source,
+            "query": {"ids": {"values": sorted({hit.id for hit in page})}},
+        }
+        request = SearchRequest(request.label, name, body)
+        docs = client.search(index=name, body=body)["hits"]["hits"]
     sources = {
-        (hit["_index"], hit["_id"]): hit.get("_source", {})
-        for hit in response["hits"]["hits"]
+        (doc["_index"], doc["_id"]): doc.get("_source", {})
+        for doc in docs
+        if doc.get("found", True)
     }
     filled = [
         replace(hit, source={**hit.source, **sources.get((hit.index, hit.id), {})})
         for hit in page
     ]
-    return filled, body
+    return filled, request
 
 
 def _closest_example(
@@ -789,8 +801,18 @@ def _fetch_examples(
     ids: Sequence[str],
     fields: list[str],
     id_field: str | None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Return the example hits in the order of `ids`, and the lookup search sent."""
+) -> tuple[list[dict[str, Any]], SearchRequest]:
+    """Return the example hits in the order of `ids`, and the lookup request sent.
+
+    `_id`s are read with one `_mget`, the cheapest read there is. An `id_field`,
+    or a name `_mget` does not take (an alias over several indices, a
+    pattern), is looked up with a search instead, which also finds an id that
+    two indices share.
+    """
+    if id_field is None:
+        hits, request = _mget_examples(client, name, ids, fields)
+        if hits is not None:
+            return hits, request
     body = build_lookup(ids, fields, id_field=id_field)
     try:
         hits = client.search(index=name, body=body)["hits"]["hits"]
@@ -831,7 +853,37 @@ def _fetch_examples(
                 f"id {doc_id!r} matches several documents behind {name!r} ({holders}); "
                 "name one concrete index with --index, or use a unique id field"
             )
-    return [found[doc_id][0] for doc_id in ids], body
+    return [found[doc_id][0] for doc_id in ids], SearchRequest("", name, body)
+
+
+def _mget_examples(
+    client: OpenSearch, name: str, ids: Sequence[str], fields: list[str]
+) -> tuple[list[dict[str, Any]] | None, SearchRequest]:
+    """Read the examples by `_id` with `_mget`; None when a search must do it.
+
+    Raises:
+        DocumentNotFoundError: An id is not in the index.
+    """
+    body = {"docs": [{"_id": doc_id, "_source": fields} for doc_id in ids]}
+    request = SearchRequest("", name, body, path=f"{name}/_mget")
+    try:
+        docs = client.mget(index=name, body=body)["docs"]
+    except TransportError as error:
+        if error.status_code in (400, 404) or (
+            isinstance(error.status_code, int) and error.status_code >= 500
+        ):
+            return None, request
+        raise
+    if any("error" in doc for doc in docs):
+        # For example a vector that derived source cannot rebuild.
+        return None, request
+    missing = [doc["_id"] for doc in docs if not doc.get("found")]
+    if missing:
+        raise DocumentNotFoundError(
+            f"no document has _id {', '.join(map(repr, missing))} in {name!r}; "
+            f"check the id (GET {name}/_doc/{missing[0]}) and the index name"
+        )
+    return docs, request
 
 
 def _example_vector(
