@@ -530,6 +530,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.require_index()
+    if args.write is not None:
+        _check_writable(args.write)
     judgments = _tune_judgments(args)
     grid = Grid(
         fusions=_parse_values(args.fusions, str, "--fusions"),
@@ -564,7 +566,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     _print_tune(result)
 
     written: Path | None = None
-    if args.write is not None:
+    worse = result.chosen_scores[result.metric] < result.baseline_scores[result.metric]
+    if args.write is not None and worse:
+        errors.print(
+            "Not written: the current settings do better on the held-out queries, "
+            "so they stay as they are",
+            markup=False,
+            highlight=False,
+        )
+    elif args.write is not None:
         written = _write_tuned(args.write, result.chosen.settings_values())
     if args.json:
         report = {**result.to_dict(), "written_to": str(written) if written else None}
@@ -607,6 +617,23 @@ def _print_tune(result: Any) -> None:
             "ones on the held-out queries; more judged queries may give a better choice",
             markup=False,
             highlight=False,
+        )
+
+
+def _check_writable(target: str) -> None:
+    """Fail before any search when the settings file cannot be written."""
+    from .settings_file import settings_file_path
+
+    path = Path(target) if target else settings_file_path()
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ConfigurationError(
+            f"cannot write the settings file {str(path)!r}: folder {str(folder)!r} "
+            "does not exist or is not writable; give another path to --write"
+        )
+    if path.is_dir():
+        raise ConfigurationError(
+            f"--write {str(path)!r} is a folder; give a file path such as os-mlt.json"
         )
 
 

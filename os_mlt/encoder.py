@@ -140,6 +140,14 @@ class Encoder:
                 "Hugging Face cache; point OS_MLT_MODEL at a folder that contains a "
                 "sentence-transformers model"
             ) from error
+        except (RuntimeError, AssertionError) as error:
+            # torch raises these for a device it does not know or cannot reach.
+            if self.device is None:
+                raise
+            raise ConfigurationError(
+                f"device {self.device!r} cannot run the model ({error}); "
+                "set OS_MLT_DEVICE=cpu, or leave it unset to let torch choose"
+            ) from error
 
     @property
     def dimension(self) -> int:

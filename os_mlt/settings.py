@@ -33,6 +33,9 @@ FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")
 COMPONENTS = ("knn", "bm25")
 
 # OpenSearch rejects field names that are empty, start with a dot or end with one.
+# Torch device names, with an optional device number.
+_DEVICE = re.compile(r"^(cpu|mps|hpu|(cuda|xpu|npu)(:\d+)?)$")
+
 _FIELD_NAME = re.compile(r"^[^.\s][^\s]*(?<!\.)$")
 
 
@@ -217,6 +220,16 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"categorical field name {name!r} is not a valid OpenSearch field name"
                 )
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str | None) -> str | None:
+        if value is not None and not _DEVICE.match(value):
+            raise ValueError(
+                f"device {value!r} is not a torch device; use cpu, cuda, cuda:N or mps, "
+                "or leave it unset to let torch choose"
+            )
         return value
 
     @field_validator("vector_field")

@@ -79,3 +79,12 @@ def test_long_text_is_averaged_over_windows(encoder: Encoder) -> None:
     # The end of the text, which truncation drops, moves the vector towards it.
     assert float(vectors[0] @ game) > float(truncated @ game) + 0.05
     assert np.allclose(vectors[1], encoder.encode(["short text"])[0], atol=1e-5)
+
+
+def test_unreachable_device_is_a_configuration_error() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ConfigurationError, match="device 'cuda' cannot run the model"):
+        Encoder(device="cuda").encode(["text"])

@@ -117,3 +117,9 @@ def test_bodies_are_compressed_only_for_remote_hosts(
     client = make_client(Settings(hosts=hosts, http_compress=setting))
     connection = client.transport.connection_pool.connections[0]
     assert connection.http_compress is expected
+
+
+def test_device_must_be_a_torch_device() -> None:
+    assert Settings(device="cuda:1").device == "cuda:1"
+    with pytest.raises(ValueError, match="'tpu' is not a torch device"):
+        Settings(device="tpu")

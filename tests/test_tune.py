@@ -391,12 +391,17 @@ def test_tune_command_writes_the_file_hybrid_similar_reads(
 ) -> None:
     judgments_file = in_tmp / "judgments.jsonl"
     write_judgments(judgments_file, debian.judgments)
+    # A weak current setting, BM25 alone from 10 candidates, which the grid's
+    # fusions beat, so the choice is written.
     settings_file = write_settings_file(
         in_tmp,
         {
             "hosts": [debian.url],
             "index": debian.alias,
             "text_fields": ["title", "body"],
+            "fusion": "min_max",
+            "weights": {"knn": 0.0, "bm25": 1.0},
+            "num_candidates": 10,
         },
     )
 
@@ -426,10 +431,14 @@ def test_tune_command_writes_the_file_hybrid_similar_reads(
     assert chosen["num_candidates"] in (30, 60)
     assert chosen["weights"]["knn"] in (0.2, 0.5, 0.8)
     assert report["baseline"]["settings"] == {
-        "fusion": "rrf",
-        "num_candidates": 100,
-        "rank_constant": 60,
+        "fusion": "min_max",
+        "num_candidates": 10,
+        "weights": {"knn": 0.0, "bm25": 1.0},
     }
+    assert (
+        report["chosen"]["heldout"]["ndcg@10"]
+        >= report["baseline"]["heldout"]["ndcg@10"]
+    )
     assert report["queries"] == {"tune": 42, "heldout": 18, "skipped": []}
     assert report["written_to"] == "os-mlt.json"
     for side in ("chosen", "baseline"):
@@ -442,6 +451,7 @@ def test_tune_command_writes_the_file_hybrid_similar_reads(
         "hosts": [debian.url],
         "index": debian.alias,
         "text_fields": ["title", "body"],
+        "fusion": "min_max",
         **chosen,
     }
     result = hybrid_similar(debian.judgments[0].query, k=10, client=client)
@@ -572,3 +582,37 @@ def test_tune_command_errors(
 
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_tune_keeps_better_current_settings_and_checks_the_path_first(
+    debian: TuneSample,
+    client: OpenSearch,
+    in_tmp: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    judgments_file = in_tmp / "judgments.jsonl"
+    write_judgments(judgments_file, debian.judgments)
+    base = {"hosts": [debian.url], "index": debian.alias}
+    settings_file = write_settings_file(in_tmp, base)
+    # The only point of the grid ranks by BM25 alone from 10 candidates, which
+    # does worse on the held-out queries than the default RRF of both.
+    grid = ["--fusions", "min_max", "--knn-weights", "0", "--num-candidates", "10"]
+
+    status = main(["tune", str(judgments_file), *grid, "--json", "r.json", "--write"])
+
+    assert status == 0
+    report = json.loads((in_tmp / "r.json").read_text())
+    assert (
+        report["chosen"]["heldout"]["ndcg@10"]
+        < report["baseline"]["heldout"]["ndcg@10"]
+    )
+    assert report["written_to"] is None
+    assert "Not written" in capsys.readouterr().err
+    assert json.loads(settings_file.read_text()) == base
+
+    missing = in_tmp / "no-such-folder" / "tuned.json"
+    status = main(["tune", str(judgments_file), *grid, "--write", str(missing)])
+    assert status == 2
+    assert "no-such-folder" in capsys.readouterr().err
+    assert not missing.parent.exists()

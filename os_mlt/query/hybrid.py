@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -114,7 +115,7 @@ def hybrid_similar(
     doc_id: str | Sequence[str],
     k: int = 10,
     *,
-    unlike: Sequence[str] = (),
+    unlike: str | Sequence[str] = (),
     example_vectors: ExampleVectors = "average",
     filters: Iterable[FilterInput] | None = None,
     settings: Settings | None = None,
@@ -224,13 +225,13 @@ def hybrid_similar(
     settings = settings or Settings()
     name = index or settings.require_index()
     positives = [doc_id] if isinstance(doc_id, str) else list(doc_id)
-    negatives = list(unlike)
+    negatives = [unlike] if isinstance(unlike, str) else list(unlike)
     _check_examples(positives, negatives, example_vectors)
     fusion, rank_constant, weights, num_candidates = _fill_from_settings(
         settings, k, fusion, rank_constant, weights, num_candidates
     )
     num_candidates = _check_window(k, offset, num_candidates)
-    _check_fusion(fusion, weights)
+    _check_fusion(fusion, weights, rank_constant)
     _check_rerank(max_similarity, diversity)
     client = resolve_client(client, settings)
     positive, negative = build_filter_clauses(filters)
@@ -642,6 +643,10 @@ def _check_window(k: int, offset: int, num_candidates: int | None) -> int:
         raise ConfigurationError(f"k must be at least 1, got {k}")
     if offset < 0:
         raise ConfigurationError(f"offset must be 0 or more, got {offset}")
+    if num_candidates is not None and num_candidates < 1:
+        raise ConfigurationError(
+            f"num_candidates must be at least 1, got {num_candidates}"
+        )
     if num_candidates is None:
         num_candidates = max(DEFAULT_NUM_CANDIDATES, k)
     if 2 * num_candidates < offset + k:
@@ -652,8 +657,8 @@ def _check_window(k: int, offset: int, num_candidates: int | None) -> int:
         )
     if num_candidates > MAX_NUM_CANDIDATES:
         raise ConfigurationError(
-            f"num_candidates ({num_candidates}) is above {MAX_NUM_CANDIDATES}, the largest k "
-            "the k-NN plugin accepts; lower num_candidates or k"
+            f"num_candidates ({num_candidates}, at least k) is above {MAX_NUM_CANDIDATES}, "
+            "the largest k the k-NN plugin accepts; lower num_candidates or k"
         )
     return num_candidates
 
@@ -677,15 +682,35 @@ def _fill_from_settings(
     )
 
 
-def _check_fusion(fusion: str, weights: Mapping[str, float] | None) -> None:
+def _check_fusion(
+    fusion: str, weights: Mapping[str, float] | None, rank_constant: int
+) -> None:
     if fusion not in FUSIONS:
         raise ConfigurationError(
             f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}"
+        )
+    if rank_constant < 1:
+        raise ConfigurationError(
+            f"rank_constant must be at least 1 (as in OpenSearch), got {rank_constant}"
         )
     unknown = set(weights or {}) - {KNN, BM25}
     if unknown:
         raise ConfigurationError(
             f"weights name unknown components {sorted(unknown)}; use {KNN!r} and {BM25!r}"
+        )
+    values = dict(weights or {})
+    bad = {
+        name: value
+        for name, value in values.items()
+        if not math.isfinite(value) or value < 0
+    }
+    if bad:
+        raise ConfigurationError(
+            f"weights must be finite numbers >= 0, got {bad}; for example knn=0.7,bm25=0.3"
+        )
+    if values and not any({KNN: 1.0, BM25: 1.0, **values}.values()):
+        raise ConfigurationError(
+            f"the weights {values} are all 0; give at least one component a positive weight"
         )
 
 
@@ -728,7 +753,7 @@ def similar_to_text(
         settings, k, fusion, rank_constant, weights, num_candidates
     )
     num_candidates = _check_window(k, offset, num_candidates)
-    _check_fusion(fusion, weights)
+    _check_fusion(fusion, weights, rank_constant)
     _check_rerank(None, diversity)
     client = resolve_client(client, settings)
     encoder = encoder or Encoder(settings.model, device=settings.device)
