@@ -171,8 +171,9 @@ def load_corpus(
     """Index `records` into `<alias>-000001` behind `alias`, unless already loaded.
 
     The index is created without `index.knn`, like most indices that exist
-    before os_mlt arrives. When the alias already contains as many documents as
-    `records`, nothing is written.
+    before os_mlt arrives. When the alias already contains every record's id,
+    nothing is written; when it lacks some, that is an error, so a run with
+    another sample never mixes two samples in one index.
 
     Returns:
         The name of the index that contains the documents.
@@ -184,16 +185,27 @@ def load_corpus(
     if client.indices.exists_alias(name=alias):
         count = int(client.count(index=alias)["count"])
         holder = next(iter(client.indices.get_alias(name=alias)))
-        if count >= len(records):
-            logger.info(
-                "Alias %s already contains %d documents; not loading again",
+        ids = [str(record[id_field]) for record in records]
+        present = sum(
+            int(
+                client.count(
+                    index=alias,
+                    body={"query": {"ids": {"values": ids[start : start + 10_000]}}},
+                )["count"]
+            )
+            for start in range(0, len(ids), 10_000)
+        )
+        if present >= len(ids):
+            logger.warning(
+                "Alias %s already contains these %d documents; not loading them again",
                 alias,
-                count,
+                len(ids),
             )
             return str(holder)
         raise ConfigurationError(
-            f"alias {alias!r} exists with {count} documents, fewer than the {len(records)} "
-            f"to load; delete it (DELETE {holder}) or choose another index name"
+            f"alias {alias!r} exists with {count} documents and lacks "
+            f"{len(ids) - present} of the {len(ids)} to load (another sample or file?); "
+            f"delete it (DELETE {holder}) or choose another index name"
         )
     index = f"{alias}-000001"
     if client.indices.exists(index=index):

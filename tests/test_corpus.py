@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from opensearchpy import OpenSearch
 
 from os_mlt import ConfigurationError
 from os_mlt.corpus import _check_ids, read_jsonl, sample_jsonl
@@ -69,3 +70,32 @@ def test_sample_is_seeded_and_includes_ids(tmp_path: Path) -> None:
 def test_ids_are_checked(records: list[dict[str, object]], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         _check_ids(records, "id")
+
+
+@pytest.mark.integration
+def test_loading_another_sample_into_a_loaded_alias_is_refused(
+    client: OpenSearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uuid
+
+    from os_mlt.corpus import load_corpus
+
+    first = [
+        {"id": f"doc-{n}", "title": f"title {n}", "body": "body"} for n in range(5)
+    ]
+    other = [
+        {"id": f"doc-{n}", "title": f"title {n}", "body": "body"} for n in range(3, 8)
+    ]
+    alias = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
+    try:
+        index = load_corpus(client, first, alias=alias, text_fields=["title", "body"])
+        # The same records again: nothing to do, and the log says so.
+        assert (
+            load_corpus(client, first[:3], alias=alias, text_fields=["title"]) == index
+        )
+        assert "already contains these 3 documents" in caplog.text
+        with pytest.raises(ConfigurationError, match="lacks 3 of the 5 to load"):
+            load_corpus(client, other, alias=alias, text_fields=["title", "body"])
+        assert client.count(index=alias)["count"] == 5
+    finally:
+        client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
