@@ -332,3 +332,18 @@ def test_categorical_field_without_values_is_reported(
     )
     assert all(hit.boost == 1.0 for hit in result.hits)
     assert "Categorical field 'sectoin' has no value in vlc" in caplog.text
+
+
+def test_boost_on_a_field_without_values_is_reported(
+    hybrid_index: Settings, client: OpenSearch, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = hybrid_similar(
+        "vlc",
+        k=3,
+        boosts=[Recency("title"), NumericBoost("nosuchfield")],
+        settings=hybrid_index,
+        client=client,
+    )
+    assert all(hit.boost == 1.0 for hit in result.hits)
+    assert "No candidate has a date in field 'title'" in caplog.text
+    assert "No candidate has a number in field 'nosuchfield'" in caplog.text

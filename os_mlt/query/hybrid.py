@@ -26,7 +26,15 @@ from .builders import build_knn_search, build_lookup, build_mlt_search
 from .filters import FilterInput, build_filter_clauses
 from .fusion import reciprocal_rank_fusion, score_fusion
 from .requests import SearchRequest
-from .rerank import Boost, SharedValues, boost_factors, mmr_order, relevance
+from .rerank import (
+    Boost,
+    NumericBoost,
+    Recency,
+    SharedValues,
+    boost_factors,
+    mmr_order,
+    relevance,
+)
 from .server import (
     Execution,
     build_hybrid_search,
@@ -508,7 +516,18 @@ def _rerank(
 ) -> list[SimilarHit]:
     """Apply boosts to the whole pool, then MMR to its first `num_candidates`."""
     values = relevance([hit.score for hit in fused])
-    factors = boost_factors(rerank.boosts, [hit.source for hit in fused])
+    sources = [hit.source for hit in fused]
+    for boost in rerank.boosts:
+        if isinstance(boost, (Recency, NumericBoost)) and not boost.readable(sources):
+            kind = "date" if isinstance(boost, Recency) else "number"
+            logger.warning(
+                "No candidate has a %s in field %r, so its boost changes nothing; "
+                "check the field name and type (GET %s/_mapping)",
+                kind,
+                boost.field,
+                name,
+            )
+    factors = boost_factors(rerank.boosts, sources)
     adjusted = [
         replace(hit, boost=factor, final_score=value * factor)
         for hit, value, factor in zip(fused, values, factors, strict=True)

@@ -88,6 +88,13 @@ class Recency:
         """The `_source` fields the boost reads."""
         return (self.field,)
 
+    def readable(self, sources: Sequence[Mapping[str, Any]]) -> int:
+        """Return how many candidates have a date the boost can read."""
+        return sum(
+            parse_date(_first(field_value(source, self.field))) is not None
+            for source in sources
+        )
+
     def factors(self, sources: Sequence[Mapping[str, Any]]) -> list[float]:
         """Return one factor in (0, 1] per candidate."""
         half_life = parse_duration(self.half_life).total_seconds()
@@ -142,20 +149,19 @@ class NumericBoost:
         """The `_source` fields the boost reads."""
         return (self.field,)
 
+    def readable(self, sources: Sequence[Mapping[str, Any]]) -> int:
+        """Return how many candidates have a number the boost can read."""
+        return sum(_number(source, self.field) is not None for source in sources)
+
     def factors(self, sources: Sequence[Mapping[str, Any]]) -> list[float]:
         """Return one factor per candidate."""
         values: list[float | None] = []
         for source in sources:
-            value = _first(field_value(source, self.field))
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    value = None
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            number = _number(source, self.field)
+            if number is None:
                 values.append(None)
                 continue
-            number = max(0.0, float(value))
+            number = max(0.0, number)
             values.append(math.log1p(number) if self.modifier == "log1p" else number)
         largest = max((value for value in values if value is not None), default=0.0)
         return [
@@ -286,6 +292,18 @@ def _values(value: Any) -> list[str]:
     """Return a field's scalar values as strings; lists give one per item."""
     items = value if isinstance(value, list) else [value]
     return [str(item) for item in items if isinstance(item, (str, int, float, bool))]
+
+
+def _number(source: Mapping[str, Any], name: str) -> float | None:
+    value = _first(field_value(source, name))
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 def _first(value: Any) -> Any:
