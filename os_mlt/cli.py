@@ -1124,7 +1124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         # pydantic-settings raises this for an OS_MLT_* value it cannot parse,
         # such as OS_MLT_WEIGHTS that is not valid JSON.
-        errors.print(f"error: {error}", markup=False, highlight=False)
+        hint = ""
+        if "weights" in str(error):
+            hint = (
+                "; OS_MLT_WEIGHTS takes a JSON object, "
+                'for example {"knn": 0.7, "bm25": 0.3}'
+            )
+        errors.print(f"error: {error}{hint}", markup=False, highlight=False)
         return 2
     except ValidationError as error:
         for item in error.errors():
@@ -1151,11 +1157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except TransportError as error:
         errors.print(
-            f"error: the cluster returned {error.status_code}: {error.error} {error.info}"[
-                :2000
-            ],
-            markup=False,
-            highlight=False,
+            f"error: {_describe_cluster_error(error)}", markup=False, highlight=False
         )
         return 1
     except KeyboardInterrupt:

@@ -631,3 +631,16 @@ def test_near_duplicates_are_dropped(
     assert len(result.hits) == 3
     with pytest.raises(ConfigurationError, match="from -1 to 1"):
         hybrid_similar("vlc", max_similarity=2.0, settings=hybrid_index, client=client)
+
+
+def test_cli_reports_a_missing_index_in_one_line(
+    hybrid_index: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        ["similar", "vlc", "--hosts", hybrid_index.hosts[0], "--index", "no-such-index"]
+    )
+    assert status == 1
+    err = capsys.readouterr().err.strip()
+    assert "404 index_not_found_exception" in err
+    assert "check the index name" in err
+    assert "{" not in err and len(err.splitlines()) == 1
