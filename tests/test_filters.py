@@ -45,6 +45,8 @@ def test_parse_filter(text: str, expected: object) -> None:
         pytest.param("=python", "names no field", id="no-field"),
         pytest.param("section=", "no value", id="no-value"),
         pytest.param("tags=a,,b", "empty value", id="empty-list-item"),
+        pytest.param("section==video", "as in section=video", id="double-equals"),
+        pytest.param("size>=>5", "second operator", id="two-operators"),
     ],
 )
 def test_parse_filter_rejects(text: str, message: str) -> None:

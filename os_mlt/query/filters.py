@@ -162,6 +162,11 @@ def parse_filter(text: str) -> Filter:
             f"filter {text!r} has no value after {operator!r}; {_EXAMPLES}"
         )
 
+    if value[0] in "=<>!":
+        raise ConfigurationError(
+            f"filter {text!r} has a second operator before its value; write one "
+            f"operator, as in {field}={value.lstrip('=<>!')}; {_EXAMPLES}"
+        )
     if operator in ("=", "!="):
         positive = _equality(field, value, text)
         return Not(positive) if operator == "!=" else positive
