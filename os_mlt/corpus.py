@@ -181,6 +181,10 @@ def load_corpus(
     Raises:
         OsMltError: A document failed to index.
     """
+    if not records:
+        raise ConfigurationError(
+            f"there are no records to load into {alias!r}; check the corpus file"
+        )
     _check_ids(records, id_field)
     if client.indices.exists_alias(name=alias):
         count = int(client.count(index=alias)["count"])

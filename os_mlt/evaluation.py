@@ -151,7 +151,8 @@ def build_tag_judgments(
     if len(candidates) < queries:
         raise ConfigurationError(
             f"only {len(candidates)} documents have {min_tags}+ values in {tag_field!r}, "
-            f"fewer than the {queries} queries requested"
+            f"fewer than the {queries} queries requested; ask for fewer with --queries "
+            "(Python: queries=...) or lower --min-tags"
         )
     chosen = random.Random(seed).sample(candidates, queries)
     row_of = {doc_id: row for row, doc_id in enumerate(ids)}

@@ -94,6 +94,8 @@ def test_loading_another_sample_into_a_loaded_alias_is_refused(
             load_corpus(client, first[:3], alias=alias, text_fields=["title"]) == index
         )
         assert "already contains these 3 documents" in caplog.text
+        with pytest.raises(ConfigurationError, match="no records to load"):
+            load_corpus(client, [], alias=alias, text_fields=["title"])
         with pytest.raises(ConfigurationError, match="lacks 3 of the 5 to load"):
             load_corpus(client, other, alias=alias, text_fields=["title", "body"])
         assert client.count(index=alias)["count"] == 5
