@@ -67,7 +67,7 @@ def make_client(settings: Settings) -> OpenSearch:
 
 
 def _compress(settings: Settings) -> bool:
-    """Compress bodies unless told otherwise or every host is on this machine.
+    """Return whether to gzip bodies: as set, or when a host is on another machine.
 
     Gzip of a bulk body of vectors takes a few percent of a backfill's CPU,
     which a cluster on this machine pays for and gains no bandwidth from.

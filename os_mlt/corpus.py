@@ -172,7 +172,7 @@ def load_corpus(
 
     The index is created without `index.knn`, like most indices that exist
     before os_mlt arrives. When the alias already contains every record's id,
-    nothing is written; when it lacks some, that is an error, so a run with
+    nothing is written. When it lacks some, the load raises, so a run with
     another sample never mixes two samples in one index.
 
     Returns:

@@ -24,7 +24,7 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # nDCG@10 with the `section` field rose with the weight: 1.226 times k-NN
 # alone at 0.5, 1.285 at 1, 1.360 at 4. At 1 a candidate that shares every
 # value counts at most twice, so a field less tied to relevance cannot
-# override the text; `os-mlt tune` fits the weight to a corpus.
+# override the text. `os-mlt tune` fits the weight to a corpus.
 CATEGORICAL_WEIGHT = 1.0
 Fusion = Literal["rrf", "min_max", "z_score", "l2"]
 FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")

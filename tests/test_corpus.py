@@ -73,7 +73,7 @@ def test_ids_are_checked(records: list[dict[str, object]], message: str) -> None
 
 
 @pytest.mark.integration
-def test_loading_another_sample_into_a_loaded_alias_is_refused(
+def test_load_rejects_another_sample(
     client: OpenSearch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import uuid
@@ -89,7 +89,7 @@ def test_loading_another_sample_into_a_loaded_alias_is_refused(
     alias = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
     try:
         index = load_corpus(client, first, alias=alias, text_fields=["title", "body"])
-        # The same records again: nothing to do, and the log says so.
+        # The same records again: nothing is loaded, and a warning is logged.
         assert (
             load_corpus(client, first[:3], alias=alias, text_fields=["title"]) == index
         )

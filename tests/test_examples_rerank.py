@@ -61,7 +61,8 @@ def test_several_examples_average_their_vectors(
     )
 
     ids = [hit.id for hit in result.hits]
-    assert "vlc" not in ids and "gimp" not in ids
+    assert "vlc" not in ids
+    assert "gimp" not in ids
     # Both examples pull their own neighbours into the first hits.
     assert {"mpv", "inkscape"} <= set(ids[:4])
     assert result.doc_id == "vlc, gimp"
@@ -269,7 +270,8 @@ def test_dates_durations_and_relevance() -> None:
         parse_duration("10 years")
     assert relevance([3.0, 3.0]) == [1.0, 1.0]
     values = relevance([-2.0, 0.0, 2.0])
-    assert values[0] > 0 and values[2] == 1.0
+    assert values[0] > 0
+    assert values[2] == 1.0
     assert all(math.isfinite(value) for value in values)
 
 

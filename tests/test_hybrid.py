@@ -644,5 +644,6 @@ def test_cli_reports_a_missing_index_in_one_line(
     assert "404 index_not_found_exception" in err
     assert "check the index name" in err
     # One message (the console may wrap it), not the cluster's JSON.
-    assert "{" not in err and "Traceback" not in err
+    assert "{" not in err
+    assert "Traceback" not in err
     assert err.count("error:") == 1

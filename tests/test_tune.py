@@ -585,7 +585,7 @@ def test_tune_command_errors(
 
 
 @pytest.mark.integration
-def test_tune_keeps_better_current_settings_and_checks_the_path_first(
+def test_tune_write_keeps_better_settings(
     debian: TuneSample,
     client: OpenSearch,
     in_tmp: Path,

@@ -113,9 +113,9 @@ class SimilarResult:
 ExampleVectors = Literal["average", "best"]
 
 # Weight of the negative examples' mean vector, subtracted from the positive
-# query vector as in Rocchio feedback. Rocchio's usual settings weigh negative
-# feedback at a fifth to a third of positive feedback; a quarter moves the
-# query away from the negatives without leaving the positives' neighbourhood.
+# query vector as in Rocchio feedback. A quarter of the positives' weight is an
+# estimate that moves the query away from the negatives without leaving the
+# positives' neighbourhood; it was not measured.
 UNLIKE_WEIGHT = 0.25
 
 
@@ -328,7 +328,7 @@ class _Window:
 
 @dataclass(frozen=True)
 class _Rerank:
-    """What reorders the fused pool before the page is cut."""
+    """Boosts and diversity, which reorder the fused pool before the page is cut."""
 
     boosts: tuple[Boost, ...] = ()
     diversity: float | None = None
@@ -357,10 +357,7 @@ def _search_and_fuse(
     # The candidates come without _source, which would cost more than the
     # searches themselves; only the fields boosts read are fetched. The page
     # that is returned gets its _source in one more small search.
-    boost_fields = sorted(
-        {name for boost in rerank.boosts for name in boost.source_fields}
-    )
-    candidate_source: Any = boost_fields or False
+    candidate_source: Any = _boost_fields(rerank.boosts) or False
     knn_bodies = [
         build_knn_search(
             settings.vector_field,
@@ -804,9 +801,14 @@ def _source_option(
 ) -> Any:
     if source_fields is not None:
         # Boosts read their fields from each hit's _source.
-        extra = {name for boost in boosts for name in boost.source_fields}
-        return [*source_fields, *sorted(extra - set(source_fields))]
+        extra = [name for name in _boost_fields(boosts) if name not in source_fields]
+        return [*source_fields, *extra]
     return {"excludes": [settings.vector_field, settings.meta_field]}
+
+
+def _boost_fields(boosts: Sequence[Boost]) -> list[str]:
+    """Return the `_source` fields the boosts read, sorted."""
+    return sorted({name for boost in boosts for name in boost.source_fields})
 
 
 def _check_examples(

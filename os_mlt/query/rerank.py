@@ -2,9 +2,9 @@
 
 Both work on the fused candidate pool, before the page is cut from it, so
 paging still walks one fixed order. They read each candidate's relevance as
-its fused score scaled to (0, 1] over the pool: fused scores are on different
-scales for each fusion method, and z-score fusion can make them negative,
-which a multiplicative boost would turn the wrong way.
+its fused score scaled to (0, 1] over the pool. Fused scores are on a
+different scale for each fusion method, and z-score fusion can make them
+negative, which a multiplicative boost would turn the wrong way.
 """
 
 from __future__ import annotations
