@@ -132,6 +132,8 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
             f"{migration.alias} {'now points at ' + migration.new_index if report.ok else 'unchanged'}. "
             f"{migration.source_index} is kept: delete it when you no longer need it."
         )
+    if report.reconciliation is not None:
+        console.print(f"Compared with the old index {report.reconciliation.summary()}.")
     for issue in report.skipped_items:
         console.print(f"  skipped {issue.id} ({issue.index}): {issue.reason}")
     if report.skipped > len(report.skipped_items):

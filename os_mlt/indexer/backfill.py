@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 from opensearchpy import ConnectionError as TransportConnectionError
-from opensearchpy import NotFoundError, OpenSearch, helpers
+from opensearchpy import NotFoundError, OpenSearch, TransportError, helpers
 
 from ..client import resolve_client
 from ..encoder import Encoder, document_text, text_hash
@@ -34,11 +34,16 @@ from ..settings import Settings
 from .mapping import check_text_fields, ensure_vector_mapping, resolve_index
 from .migrate import (
     Migration,
-    catch_up,
     check_migratable,
     knn_missing_error,
     prepare_migration,
     swap_alias,
+)
+from .reconcile import (
+    copy_changes,
+    pending_reconciliation,
+    reconcile,
+    record_swap_point,
 )
 from .report import MAX_REASON_CHARS, BackfillReport, ItemIssue
 
@@ -182,6 +187,12 @@ def backfill(
             return _dry_run(client, settings, encoder, name, name, progress, started)
 
     report = BackfillReport(index=name, migration=migration)
+    if migration is None and target.is_alias and len(target.indices) == 1:
+        # A run stopped between the alias swap and the comparison that follows it.
+        unfinished = pending_reconciliation(client, name, target.indices[0])
+        if unfinished is not None:
+            _reconcile(client, settings, unfinished, report)
+    _refresh(client, scan_name)
     report.total = int(client.count(index=scan_name)["count"])
     run = _Run(client, settings, encoder, report, progress)
     run.embed_all(scan_name)
@@ -190,7 +201,12 @@ def backfill(
     client.indices.refresh(index=scan_name)
 
     if migration is not None and report.ok:
+        record_swap_point(client, migration)
         swap_alias(client, migration)
+        _reconcile(client, settings, migration, report)
+        if report.reconciliation is not None and report.reconciliation.copied:
+            _embed_pass(client, settings, encoder, migration.new_index, report)
+            client.indices.refresh(index=migration.new_index)
     elif migration is not None:
         logger.warning(
             "Alias %s still points at %s because %d documents failed; fix them and run again",
@@ -216,26 +232,67 @@ def _catch_up(
     migration: Migration,
     report: BackfillReport,
 ) -> None:
-    """Bring writes made to the old index during the migration into the new one."""
-    # NOTE: writes that land between the last pass and the alias swap, and
-    # deletions in the old index, are not carried over.
+    """Bring writes made to the old index during the migration into the new one.
+
+    What still lands on the old index after the last pass, and deletions,
+    are carried over by the comparison that follows the alias swap.
+    """
+    ignored = (settings.vector_field, settings.meta_field)
     for _ in range(_CATCH_UP_PASSES):
-        if catch_up(client, migration) == 0:
+        copied = copy_changes(client, migration, ignored=ignored)
+        _add_failures(report, copied.failed_items, copied.failed)
+        if copied.copied == 0:
             return
+        logger.info(
+            "Copied %d documents written to %s during the migration",
+            copied.copied,
+            migration.source_index,
+        )
         client.indices.refresh(index=migration.new_index)
-        extra = BackfillReport(index=migration.new_index)
-        _Run(client, settings, encoder, extra, None).embed_all(migration.new_index)
-        report.embedded += extra.embedded
-        report.long_texts += extra.long_texts
-        for issue in extra.failed_items:
-            report.add_failed(issue)
-        report.failed += extra.failed - len(extra.failed_items)
+        _embed_pass(client, settings, encoder, migration.new_index, report)
     logger.warning(
-        "%s still took writes after %d catch-up passes; the newest may be missing from %s",
+        "%s still took writes after %d catch-up passes; the comparison after the "
+        "alias swap copies the rest",
         migration.source_index,
         _CATCH_UP_PASSES,
-        migration.new_index,
     )
+
+
+def _reconcile(
+    client: OpenSearch,
+    settings: Settings,
+    migration: Migration,
+    report: BackfillReport,
+) -> None:
+    result = reconcile(
+        client,
+        migration,
+        vector_field=settings.vector_field,
+        meta_field=settings.meta_field,
+    )
+    report.reconciliation = result
+    _add_failures(report, result.failed_items, result.failed)
+
+
+def _embed_pass(
+    client: OpenSearch,
+    settings: Settings,
+    encoder: Encoder,
+    index: str,
+    report: BackfillReport,
+) -> None:
+    """Embed what changed in `index` since the main pass; add the counts to `report`."""
+    extra = BackfillReport(index=index)
+    _Run(client, settings, encoder, extra, None).embed_all(index)
+    report.embedded += extra.embedded
+    report.long_texts += extra.long_texts
+    _add_failures(report, extra.failed_items, extra.failed)
+
+
+def _add_failures(report: BackfillReport, items: list[ItemIssue], count: int) -> None:
+    for issue in items:
+        report.add_failed(issue)
+    report.failed += count - len(items)
 
 
 def _dry_run(
@@ -248,11 +305,21 @@ def _dry_run(
     started: float,
 ) -> BackfillReport:
     report = BackfillReport(index=name, dry_run=True)
+    _refresh(client, scan_name)
     report.total = int(client.count(index=scan_name)["count"])
     _Run(client, settings, encoder, report, progress, dry_run=True).embed_all(scan_name)
     report.seconds = time.perf_counter() - started
     logger.info("Dry run done: %s", report.summary())
     return report
+
+
+def _refresh(client: OpenSearch, index: str) -> None:
+    """Make every document written before the run visible to its scan."""
+    try:
+        client.indices.refresh(index=index)
+    except TransportError as error:
+        # A blocked index is reported by the first write, with its fix.
+        logger.debug("Refreshing %s before the scan failed: %s", index, error)
 
 
 def _stage_callback(

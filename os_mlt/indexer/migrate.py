@@ -6,7 +6,8 @@ alias whose index lacks the setting, os_mlt creates `<index>-knn` with the
 same settings and mappings plus `index.knn: true` and the vector field,
 copies the documents with `_reindex` (ids and routing kept), lets the
 backfill embed them, and then moves the alias in one atomic `_aliases` call.
-The old index stays until the user deletes it.
+The old index stays until the user deletes it. Writes and deletions the old
+index takes in the meantime are carried over by `reconcile`.
 """
 
 from __future__ import annotations
@@ -51,71 +52,64 @@ class Migration:
     copied: int
 
 
-def _max_seq_no(client: OpenSearch, index: str) -> int:
-    """Return the lowest `max_seq_no` over the primary shards of `index`.
+def shard_seq_nos(
+    client: OpenSearch, index: str, kind: str = "local_checkpoint"
+) -> dict[str, int]:
+    """Return a sequence number of each primary shard of `index`, by shard number.
 
-    Every write to the index after this call gets a higher `_seq_no` in its
-    shard, so `_seq_no > value` selects them all. With several shards it also
-    selects some earlier writes, which are then copied once more.
+    `local_checkpoint` is the highest `_seq_no` below which every operation
+    has been processed, so after a refresh a search sees all of them.
+    `max_seq_no` is the highest one handed out, including operations still
+    in flight.
     """
     stats = client.indices.stats(index=index, level="shards", metric="docs")
     shards = stats["indices"][index]["shards"]
-    values = [
-        int(copy["seq_no"]["max_seq_no"])
-        for copies in shards.values()
+    return {
+        shard: int(copy["seq_no"][kind])
+        for shard, copies in shards.items()
         for copy in copies
         if copy.get("routing", {}).get("primary", True)
-    ]
-    return min(values) if values else -1
+    }
 
 
-def _record_checkpoint(client: OpenSearch, migration: Migration, seq_no: int) -> None:
+def os_mlt_meta(client: OpenSearch, index: str) -> dict[str, Any]:
+    """Return what os_mlt keeps under `_meta.os_mlt` in the mapping of `index`."""
+    mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+    meta = mapping.get("_meta", {}).get("os_mlt", {})
+    return meta if isinstance(meta, dict) else {}
+
+
+def update_os_mlt_meta(client: OpenSearch, index: str, values: dict[str, Any]) -> None:
+    """Merge `values` into `_meta.os_mlt` of `index`, keeping the user's `_meta` keys."""
     # PUT _mapping replaces the whole _meta object, so the user's keys are sent again.
-    mapping = client.indices.get_mapping(index=migration.new_index)[
-        migration.new_index
-    ]["mappings"]
-    meta = _deep_merge(
-        mapping.get("_meta", {}),
-        {
-            "os_mlt": {
-                "copied_from": migration.source_index,
-                "copied_through_seq_no": seq_no,
-            }
-        },
-    )
-    client.indices.put_mapping(index=migration.new_index, body={"_meta": meta})
+    mapping = client.indices.get_mapping(index=index)[index]["mappings"]
+    meta = _deep_merge(mapping.get("_meta", {}), {"os_mlt": values})
+    client.indices.put_mapping(index=index, body={"_meta": meta})
 
 
-def _recorded_checkpoint(client: OpenSearch, new_index: str) -> int | None:
-    mapping = client.indices.get_mapping(index=new_index)[new_index]["mappings"]
-    value = mapping.get("_meta", {}).get("os_mlt", {}).get("copied_through_seq_no")
-    return int(value) if value is not None else None
+def record_checkpoint(
+    client: OpenSearch, migration: Migration, seq_nos: dict[str, int]
+) -> None:
+    """Record that the new index holds every write of the old one up to `seq_nos`.
 
-
-def catch_up(client: OpenSearch, migration: Migration) -> int:
-    """Copy documents written to the old index since the last copy; return how many.
-
-    Copied documents replace their earlier copies, vectors included, so the
-    next backfill pass embeds them again.
+    `seq_nos` maps each shard of the old index to the highest `_seq_no` copied.
     """
-    threshold = _recorded_checkpoint(client, migration.new_index)
-    checkpoint = _max_seq_no(client, migration.source_index)
-    if threshold is None or checkpoint <= threshold:
-        return 0
-    copied = copy_documents(
+    update_os_mlt_meta(
         client,
-        migration.source_index,
         migration.new_index,
-        query={"range": {"_seq_no": {"gt": threshold}}},
-        op_type="index",
+        {"copied_from": migration.source_index, "copied_through_seq_no": seq_nos},
     )
-    _record_checkpoint(client, migration, checkpoint)
-    logger.info(
-        "Copied %d documents written to %s during the migration",
-        copied,
-        migration.source_index,
-    )
-    return copied
+
+
+def recorded_checkpoint(client: OpenSearch, new_index: str) -> dict[str, int] | None:
+    """Return the per-shard checkpoint `record_checkpoint` left, or None."""
+    value = os_mlt_meta(client, new_index).get("copied_through_seq_no")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(shard): int(seq_no) for shard, seq_no in value.items()}
+    # One number for every shard.
+    return {"*": int(value)}
 
 
 def knn_copy_name(index: str) -> str:
@@ -294,15 +288,18 @@ def prepare_migration(
         dimension=dimension,
     )
     new_index = _ensure_new_index(client, source, body)
-    resumed_from = _recorded_checkpoint(client, new_index)
-    checkpoint = _max_seq_no(client, source)
+    resumed_from = recorded_checkpoint(client, new_index)
+    checkpoint = shard_seq_nos(client, source)
+    # Documents written before the checkpoint become visible to the copy only
+    # after a refresh; without one the copy and the catch-up would both miss them.
+    client.indices.refresh(index=source)
     copied = copy_documents(client, source, new_index, progress=progress)
     migration = Migration(
         alias=target.name, source_index=source, new_index=new_index, copied=copied
     )
     if resumed_from is None:
-        _record_checkpoint(client, migration, checkpoint)
-    # A resumed copy keeps its earlier checkpoint, so catch_up also brings over
+        record_checkpoint(client, migration, checkpoint)
+    # A resumed copy keeps its earlier checkpoint, so the catch-up also brings over
     # the documents changed in the old index while no run was going.
     return migration
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .migrate import Migration
+
+if TYPE_CHECKING:
+    from .reconcile import Reconciliation
 
 # Per-document issues kept in a report; the counts stay exact past this.
 MAX_LISTED_ISSUES = 100
@@ -50,6 +54,8 @@ class BackfillReport:
         failed_items: The first failed documents, with status and reason.
         seconds: Wall time of the run.
         migration: The k-NN copy the alias moved to, when the run migrated.
+        reconciliation: What the comparison with the old index after the alias
+            swap changed, when one ran.
         dry_run: True when nothing was written.
     """
 
@@ -66,6 +72,7 @@ class BackfillReport:
     failed_items: list[ItemIssue] = field(default_factory=list)
     seconds: float = 0.0
     migration: Migration | None = None
+    reconciliation: Reconciliation | None = None
     dry_run: bool = False
 
     @property
