@@ -45,11 +45,18 @@ def _existing_settings_file() -> Path | None:
     """Return the settings file to read, or None when there is none.
 
     Raises:
-        ConfigurationError: `OS_MLT_CONFIG_FILE` names a file that does not exist.
+        ConfigurationError: `OS_MLT_CONFIG_FILE` names a file that does not
+            exist, or the settings file's path is a folder.
     """
     path = settings_file_path()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigurationError(
+            f"settings file {str(path)!r} is a folder; settings are read from a JSON "
+            f"file there, so remove or rename the folder, or set {CONFIG_FILE_VARIABLE} "
+            "to a file"
+        )
     if os.environ.get(CONFIG_FILE_VARIABLE):
         raise ConfigurationError(
             f"settings file {str(path)!r} named by {CONFIG_FILE_VARIABLE} not found; "

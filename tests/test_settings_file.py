@@ -81,6 +81,24 @@ def test_missing_named_file_is_an_error(
         Settings()
 
 
+def test_folder_in_place_of_file_is_an_error(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (in_tmp / "os-mlt.json").mkdir()
+    with pytest.raises(ConfigurationError, match=r"'os-mlt\.json' is a folder"):
+        Settings()
+
+    (in_tmp / "conf").mkdir()
+    monkeypatch.setenv("OS_MLT_CONFIG_FILE", str(in_tmp / "conf"))
+    with pytest.raises(ConfigurationError, match=r"conf' is a folder"):
+        Settings()
+
+
+def test_empty_file_means_defaults(in_tmp: Path) -> None:
+    (in_tmp / "os-mlt.json").write_text("\n", encoding="utf-8")
+    assert Settings().fusion == "rrf"
+
+
 def test_no_file_means_defaults(in_tmp: Path) -> None:
     assert Settings().fusion == "rrf"
 
