@@ -109,7 +109,7 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
             if event.stage == "copy":
                 label = "Copying to k-NN index"
             else:
-                label = "Checking" if dry_run else "Embedding"
+                label = "Checking" if dry_run else "Reading and embedding"
             if event.stage not in tasks:
                 tasks[event.stage] = bar.add_task(
                     label, total=event.total or None, rate=""

@@ -107,7 +107,7 @@ def start(
         NodeError: A port is taken by another program, a download or the
             install failed, the node exited or stayed unhealthy for
             `settings.startup_timeout_s`, or a node that is already running
-            lacks a plugin of `settings.plugins`.
+            on the port runs another version or lacks a plugin of `settings.plugins`.
         ConfigurationError: No suitable JDK was found, or the account cannot
             reach the node home.
     """
@@ -115,6 +115,13 @@ def start(
     layout = NodeLayout(settings.resolved_home, settings.version)
 
     current = status(settings)
+    if current.version is not None and current.version != settings.version:
+        raise NodeError(
+            f"The node at {current.url} runs OpenSearch {current.version}, not the "
+            f"requested {settings.version}. Stop it with `os-mlt node stop --port "
+            f"{settings.http_port} --version {current.version}`, or start "
+            f"{settings.version} on another port (--port)."
+        )
     if current.running and current.health in _HEALTHY:
         _check_running_plugins(settings)
         report(

@@ -87,6 +87,19 @@ def test_start_again_is_idempotent(
     assert lines[0].startswith("Node already running")
 
 
+def test_start_other_version_on_busy_port(
+    running: node.NodeStatus, settings: node.NodeSettings
+) -> None:
+    other = settings.model_copy(update={"version": "2.19.1"})
+
+    with pytest.raises(
+        NodeError, match=r"runs OpenSearch 3\.5\.0, not the requested 2\.19\.1"
+    ):
+        node.start(other)
+
+    assert node.status(settings).pid == running.pid
+
+
 def test_status_reports_running(
     running: node.NodeStatus, settings: node.NodeSettings
 ) -> None:
