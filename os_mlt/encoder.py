@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -84,6 +85,10 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# Module types of a model whose output length is the Pooling layer's.
+_PLAIN_MODULES = ["Transformer", "Pooling", "Normalize"]
+
+
 class Encoder:
     """A sentence-transformers model, loaded on first use.
 
@@ -134,6 +139,11 @@ class Encoder:
             return SentenceTransformer(
                 target, device=self.device, local_files_only=True
             )
+        except ValueError as error:
+            raise ConfigurationError(
+                f"model {self.model_name!r} could not be loaded from {target}: {error}; "
+                "point OS_MLT_MODEL at a folder that contains a sentence-transformers model"
+            ) from error
         except OSError as error:
             raise ConfigurationError(
                 f"model {self.model_name!r} is neither a local folder nor in the local "
@@ -150,8 +160,21 @@ class Encoder:
             ) from error
 
     @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded into memory."""
+        return self._model is not None
+
+    @property
     def dimension(self) -> int:
-        """Length of the embeddings the model produces."""
+        """Length of the embeddings the model produces.
+
+        Read from the model folder's configuration when its modules make that
+        unambiguous, so a run with nothing to embed never loads the model.
+        """
+        if self._model is None:
+            configured = self._configured_dimension()
+            if configured is not None:
+                return configured
         model = self.model
         # sentence-transformers 6 renamed the method; older releases have only the old name.
         getter = (
@@ -164,6 +187,34 @@ class Encoder:
                 f"model {self.model_name!r} does not report its dimension"
             )
         return int(dimension)
+
+    def _configured_dimension(self) -> int | None:
+        """Return the output length a Transformer + Pooling (+ Normalize) folder declares.
+
+        Returns None for other module lists (a Dense layer changes the
+        length) or pooling with several modes, which need the loaded model.
+        """
+        path = self._model_path()
+        if path is None:
+            return None
+        try:
+            modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+            types = [str(module["type"]).rsplit(".", 1)[-1] for module in modules]
+            if types not in (_PLAIN_MODULES, _PLAIN_MODULES[:2]):
+                return None
+            pooling_path = path / str(modules[1]["path"]) / "config.json"
+            pooling = json.loads(pooling_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None
+        modes = [
+            key
+            for key, value in pooling.items()
+            if key.startswith("pooling_mode_") and value is True
+        ]
+        dimension = pooling.get("word_embedding_dimension")
+        if len(modes) != 1 or not isinstance(dimension, int):
+            return None
+        return dimension
 
     @property
     def max_seq_length(self) -> int:

@@ -106,9 +106,11 @@ def test_second_run_embeds_nothing(
         for doc_id in DOCUMENTS
     }
 
-    second = backfill(make_settings(), client=client, encoder=encoder)
+    fresh = Encoder()
+    second = backfill(make_settings(), client=client, encoder=fresh)
 
     assert second.embedded == 0
+    assert not fresh.loaded
     assert second.unchanged == len(EMBEDDABLE)
     assert second.skipped == 2
     for doc_id, version in versions.items():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -56,6 +59,53 @@ def test_identity_names_model_and_weights(encoder: Encoder) -> None:
     assert name == "sentence-transformers/all-MiniLM-L6-v2"
     assert len(digest) == 12
     assert Encoder("all-MiniLM-L6-v2").identity == encoder.identity
+
+
+def test_dimension_read_without_loading(encoder: Encoder) -> None:
+    fresh = Encoder()
+
+    assert fresh.dimension == 384
+    assert not fresh.loaded
+    assert fresh.dimension == encoder.encode(["a text"]).shape[1]
+
+
+def test_dimension_of_a_dense_model_needs_loading(tmp_path: Path) -> None:
+    model = tmp_path / "with-dense"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "modules.json").write_text(
+        json.dumps(
+            [
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Dense",
+                    "type": "sentence_transformers.models.Dense",
+                },
+            ]
+        ),
+        encoding="utf-8",
+    )
+    (model / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True}),
+        encoding="utf-8",
+    )
+
+    # A Dense layer changes the length, so the model is loaded, and this
+    # folder has no weights to load.
+    with pytest.raises(ConfigurationError, match="with-dense"):
+        _ = Encoder(str(model)).dimension
 
 
 def test_unknown_model_raises_without_download(tmp_path: object) -> None:
