@@ -2,7 +2,8 @@
 
 `backfill`: raw `model.encode` throughput on the sampled texts, then the
 backfill's throughput on the same texts in a fresh k-NN index, then a re-run
-after 1% of the documents changed. `query`: median latency of
+after 1% of the documents changed. `scan`: the backfill's read stage (a dry
+run) with parallel slices against one scroll. `query`: median latency of
 `hybrid_similar` against each of its two component searches alone.
 """
 
@@ -126,6 +127,44 @@ def bench_backfill(
         "ratio": ratio,
         "peak_rss_mib": _peak_rss_mib(),
     }
+
+
+def bench_scan(
+    target: BenchTarget, *, slices: tuple[int, ...] = (1, 2, 4), rounds: int = 3
+) -> dict[int, float]:
+    """Measure the backfill's read stage with several slice counts; print and return docs/s.
+
+    Each round runs a dry run (read, select, no encoding or writes) per slice
+    count, in turn, so all counts see the same machine load.
+    """
+    records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
+    alias = f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
+    client = make_client(Settings(hosts=target.hosts, index=alias))
+    _load_bench_index(client, records, alias)
+    encoder = Encoder()
+    rates: dict[int, list[float]] = {count: [] for count in slices}
+    try:
+        for _ in range(rounds):
+            for count in slices:
+                settings = Settings(hosts=target.hosts, index=alias, scan_slices=count)
+                report = backfill(
+                    settings, client=client, encoder=encoder, dry_run=True
+                )
+                rates[count].append(report.scanned / report.seconds)
+    finally:
+        client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
+
+    medians = {count: statistics.median(values) for count, values in rates.items()}
+    for count, rate in medians.items():
+        console.print(
+            f"dry run with {count} slice(s): {rate:.0f} docs/s (median of {rounds})"
+        )
+    best = max(medians, key=lambda count: medians[count])
+    baseline = medians[slices[0]]
+    console.print(
+        f"sliced/single scan throughput ratio: {medians[best] / baseline:.3f} ({best} slices)"
+    )
+    return medians
 
 
 def _median_ms(

@@ -401,6 +401,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     if args.kind == "backfill":
         bench.bench_backfill(target, keep_as=args.keep_index)
+    elif args.kind == "scan":
+        bench.bench_scan(target)
     else:
         bench.bench_query(target, queries=args.queries)
     return 0
@@ -1053,7 +1055,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="measure throughput or latency against a baseline"
     )
-    bench.add_argument("kind", choices=["backfill", "query"])
+    bench.add_argument("kind", choices=["backfill", "scan", "query"])
     bench.add_argument(
         "--corpus",
         default=demo.get_default("corpus"),

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     bulk_batch_size: int = Field(default=500, ge=1)
     """Update actions per `_bulk` request during the backfill."""
 
+    scan_slices: int = Field(default=1, ge=1, le=64)
+    """Scrolls that read the index in parallel during the backfill, each over
+    one slice of it. More than one helps only when reading, not the model, is
+    the slowest stage."""
+
     scroll_keep_alive: str = "5m"
     """How long the cluster keeps the backfill's scroll context between pages."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -10,10 +12,11 @@ import pytest
 from opensearchpy import OpenSearch
 
 from os_mlt import Encoder, MappingError, Settings, backfill, document_text
+from os_mlt.corpus import load_corpus, read_jsonl
 from os_mlt.errors import IndexNotFoundError
 from os_mlt.indexer import IndexBlockedError
 
-from .conftest import create_index
+from .conftest import DEBIAN_CORPUS, create_index
 
 pytestmark = pytest.mark.integration
 
@@ -745,3 +748,43 @@ def test_zero_vector_is_never_written(
     assert len(zero) == 1
     assert zero[0].reason == "model returned a zero vector"
     assert _vector(client, index_name, "gimp") is None
+
+
+def test_sliced_scan_reads_every_document(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = list(itertools.islice(read_jsonl(DEBIAN_CORPUS), 300))
+    alias = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
+    load_corpus(client, records, alias=alias, text_fields=["title", "body"], knn=True)
+    settings = make_settings(index=alias, scan_slices=3, scan_batch_size=40)
+    slices: list[Any] = []
+    real_search = client.search
+
+    def search(*args: Any, **kwargs: Any) -> Any:
+        slices.append((kwargs.get("body") or {}).get("slice"))
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(client, "search", search)
+    try:
+        report = backfill(settings, client=client, encoder=encoder)
+
+        assert sorted(part["id"] for part in slices if part) == [0, 1, 2]
+        assert report.ok
+        assert report.scanned == len(records)
+        assert report.embedded + report.skipped == len(records)
+        assert report.embedded > 250
+        client.indices.refresh(index=alias)
+        embedded = client.count(
+            index=alias, body={"query": {"exists": {"field": "embedding_meta"}}}
+        )["count"]
+        assert embedded == report.embedded
+
+        check = backfill(settings, client=client, encoder=encoder, dry_run=True)
+        assert check.scanned == len(records)
+        assert check.pending == 0
+        assert check.unchanged == report.embedded
+    finally:
+        client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
