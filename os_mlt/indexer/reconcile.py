@@ -2,8 +2,8 @@
 
 While the copy is embedded, the application keeps writing to the old index
 through the alias. `copy_changes` reads each shard of the old index from its
-checkpoint (`_seq_no` in `_meta` of the new index) and writes into the copy
-the documents whose source differs there; the backfill runs it between
+checkpoint, a `_seq_no` kept in `_meta` of the new index. It writes into the
+copy the documents whose source differs there. The backfill runs it between
 passes as the catch-up.
 
 Writes keep reaching the old index until the alias moves, and deletions are
@@ -63,7 +63,7 @@ _ROUNDS = 3
 
 @dataclass
 class Reconciliation:
-    """What the comparison after the alias swap changed in the new index.
+    """Changes the comparison after the alias swap made to the new index.
 
     Attributes:
         read: Documents of the old index read because they changed after a checkpoint.
@@ -404,9 +404,12 @@ def _delete_missing(
     for action, status, error in _bulk(client, actions):
         if status == 200:
             result.deleted += 1
-        elif status in (404, 409):
-            # Deleted or written through the alias since the scan: the application's change stands.
-            result.kept_newer += status == 409
+        elif status == 409:
+            # Written through the alias since the scan, so the application's write is kept.
+            result.kept_newer += 1
+        elif status == 404:
+            # The application deleted it through the alias as well.
+            continue
         else:
             result.add_failed(_issue(action, status, error))
 
