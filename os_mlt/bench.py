@@ -130,39 +130,46 @@ def bench_backfill(
 
 
 def bench_scan(
-    target: BenchTarget, *, slices: tuple[int, ...] = (1, 2, 4), rounds: int = 3
+    target: BenchTarget,
+    *,
+    index: str | None = None,
+    slices: tuple[int, ...] = (1, 2, 4),
+    rounds: int = 5,
 ) -> dict[int, float]:
     """Measure the backfill's read stage with several slice counts; print and return docs/s.
 
     Each round runs a dry run (read, select, no encoding or writes) per slice
-    count, in turn, so all counts see the same machine load.
+    count, in turn, so all counts see the same machine load. With `index`,
+    the runs read that index (for example one already backfilled, whose
+    `_source` includes the vectors) instead of a freshly loaded sample.
     """
-    records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
-    alias = f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
-    client = make_client(Settings(hosts=target.hosts, index=alias))
-    _load_bench_index(client, records, alias)
+    name = index or f"os-mlt-bench-{uuid.uuid4().hex[:8]}"
+    client = make_client(Settings(hosts=target.hosts, index=name))
+    if index is None:
+        records = sample_jsonl(target.corpus, limit=target.limit, seed=target.seed)
+        _load_bench_index(client, records, name)
     encoder = Encoder()
     rates: dict[int, list[float]] = {count: [] for count in slices}
     try:
         for _ in range(rounds):
             for count in slices:
-                settings = Settings(hosts=target.hosts, index=alias, scan_slices=count)
+                settings = Settings(hosts=target.hosts, index=name, scan_slices=count)
                 report = backfill(
                     settings, client=client, encoder=encoder, dry_run=True
                 )
                 rates[count].append(report.scanned / report.seconds)
     finally:
-        client.indices.delete(index=f"{alias}*", ignore_unavailable=True)
+        if index is None:
+            client.indices.delete(index=f"{name}*", ignore_unavailable=True)
 
     medians = {count: statistics.median(values) for count, values in rates.items()}
+    console.print(f"{report.scanned} documents of {name}, {rounds} rounds")
     for count, rate in medians.items():
-        console.print(
-            f"dry run with {count} slice(s): {rate:.0f} docs/s (median of {rounds})"
-        )
+        console.print(f"dry run with {count} slice(s): median {rate:.0f} docs/s")
     best = max(medians, key=lambda count: medians[count])
-    baseline = medians[slices[0]]
     console.print(
-        f"sliced/single scan throughput ratio: {medians[best] / baseline:.3f} ({best} slices)"
+        f"sliced/single scan throughput ratio: {medians[best] / medians[slices[0]]:.3f} "
+        f"(best: {best} slices)"
     )
     return medians
 

@@ -402,7 +402,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.kind == "backfill":
         bench.bench_backfill(target, keep_as=args.keep_index)
     elif args.kind == "scan":
-        bench.bench_scan(target)
+        bench.bench_scan(target, index=args.index_name)
     else:
         bench.bench_query(target, queries=args.queries)
     return 0
@@ -1074,6 +1074,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="queries timed per system (bench query)",
     )
     bench.add_argument("--hosts", help="cluster URLs; default: a local node on --port")
+    bench.add_argument(
+        "--index",
+        dest="index_name",
+        metavar="NAME",
+        help="bench scan: read this existing index instead of a loaded sample",
+    )
     bench.add_argument(
         "--keep-index",
         metavar="NAME",
