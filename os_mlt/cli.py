@@ -129,7 +129,7 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
         migration = report.migration
         console.print(
             f"Copied {migration.source_index} into {migration.new_index}; alias "
-            f"{migration.alias} {'now points at ' + migration.new_index if report.ok else 'unchanged'}. "
+            f"{migration.alias} {'now points at ' + migration.new_index if report.alias_moved else 'unchanged'}. "
             f"{migration.source_index} is kept: delete it when you no longer need it."
         )
     if report.reconciliation is not None:

@@ -238,6 +238,36 @@ def test_concurrent_update_is_embedded_with_final_text(
     )
 
 
+def test_concurrent_delete_is_not_a_failure(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+
+    class DeletesBeforeFirstBulk(OpenSearch):
+        """The real client; an application deletes a document just before the first bulk."""
+
+        deleted = False
+
+        def bulk(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.deleted:
+                self.deleted = True
+                client.delete(index=index_name, id="gimp")
+            return super().bulk(*args, **kwargs)
+
+    racing = DeletesBeforeFirstBulk(hosts=make_settings().hosts)
+    report = backfill(make_settings(), client=racing, encoder=encoder)
+
+    assert racing.deleted
+    assert report.ok, report.failed_items
+    assert report.deleted_meanwhile == 1
+    assert report.embedded == len(EMBEDDABLE) - 1
+    assert "1 deleted by others during the run" in report.summary()
+    assert not client.exists(index=index_name, id="gimp")
+
+
 def test_concrete_index_without_knn_raises(
     client: OpenSearch,
     encoder: Encoder,

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch, helpers
 
-from os_mlt import Encoder, Settings, backfill, document_text
+from os_mlt import Encoder, MappingError, Settings, backfill, document_text
 from os_mlt.corpus import read_jsonl
 from os_mlt.encoder import text_hash
+from os_mlt.indexer import IndexBlockedError
 
 from .conftest import DEBIAN_CORPUS
 
@@ -164,6 +165,7 @@ def test_swap_carries_late_writes_and_deletions(
 
     assert report.ok, report.failed_items
     assert report.migration is not None
+    assert report.alias_moved
     assert report.reconciliation is not None
     assert report.reconciliation.copied == 3
     assert report.reconciliation.deleted == 2
@@ -305,4 +307,105 @@ def test_concurrent_writer_loses_nothing(
     assert set(new) == set(expected)
     for doc_id, source in expected.items():
         assert _user_fields(new[doc_id]) == source, doc_id
+    _assert_vectors_match_text(new, encoder)
+
+
+def test_old_write_block_is_carried_over(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+) -> None:
+    alias, concrete, documents = old_index
+    client.indices.put_settings(index=concrete, body={"index.blocks.write": True})
+
+    report = backfill(
+        make_settings(index=alias), client=client, encoder=encoder, migrate=True
+    )
+
+    assert report.ok, report.failed_items
+    assert report.alias_moved
+    new_index = f"{concrete}-knn"
+    blocks = client.indices.get_settings(index=new_index, flat_settings=True)[
+        new_index
+    ]["settings"]
+    assert blocks.get("index.blocks.write") == "true"
+    new = _contents(client, alias)
+    assert set(new) == set(documents)
+    _assert_vectors_match_text(new, encoder)
+
+
+@pytest.mark.parametrize(
+    "block", ["index.blocks.read_only", "index.blocks.read_only_allow_delete"]
+)
+def test_block_that_stops_the_swap_is_reported_first(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+    block: str,
+) -> None:
+    alias, concrete, _ = old_index
+    client.indices.put_settings(index=concrete, body={block: True})
+    try:
+        with pytest.raises(IndexBlockedError, match=rf"{block}: true.*PUT {concrete}"):
+            backfill(
+                make_settings(index=alias), client=client, encoder=encoder, migrate=True
+            )
+        assert not client.indices.exists(index=f"{concrete}-knn")
+    finally:
+        client.indices.put_settings(index=concrete, body={block: None})
+
+
+def test_migrate_rejects_a_pattern(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+) -> None:
+    alias, concrete, _ = old_index
+
+    with pytest.raises(MappingError, match="is a pattern or a list"):
+        backfill(
+            make_settings(index=f"{alias[:-2]}*"),
+            client=client,
+            encoder=encoder,
+            migrate=True,
+        )
+    assert not client.indices.exists(index=f"{concrete}-knn")
+
+
+def test_run_killed_during_copy_keeps_later_writes(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    alias, _, documents = old_index
+    changed, routed_changed = _pick(documents, False, 1) + _pick(documents, True, 1)
+    real_reindex = client.reindex
+
+    def copy_then_die(*args: Any, **kwargs: Any) -> Any:
+        # The copy completes, the application then updates two documents,
+        # and the process dies before recording anything more.
+        real_reindex(*args, **{**kwargs, "wait_for_completion": True})
+        for doc_id in (changed, routed_changed):
+            _write(client, alias, doc_id, {**documents[doc_id], "title": "updated"})
+        raise _Killed
+
+    monkeypatch.setattr(client, "reindex", copy_then_die)
+    settings = make_settings(index=alias)
+    with pytest.raises(_Killed):
+        backfill(settings, client=client, encoder=encoder, migrate=True)
+    monkeypatch.setattr(client, "reindex", real_reindex)
+
+    report = backfill(settings, client=client, encoder=encoder, migrate=True)
+
+    assert report.ok, report.failed_items
+    assert report.alias_moved
+    new = _contents(client, alias)
+    assert set(new) == set(documents)
+    assert new[changed]["title"] == "updated"
+    assert new[routed_changed]["title"] == "updated"
     _assert_vectors_match_text(new, encoder)

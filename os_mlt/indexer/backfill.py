@@ -34,6 +34,7 @@ from ..settings import Settings
 from .mapping import check_text_fields, ensure_vector_mapping, resolve_index
 from .migrate import (
     Migration,
+    carry_write_block,
     check_migratable,
     knn_missing_error,
     prepare_migration,
@@ -187,6 +188,7 @@ def backfill(
             return _dry_run(client, settings, encoder, name, name, progress, started)
 
     report = BackfillReport(index=name, migration=migration)
+    unfinished: Migration | None = None
     if migration is None and target.is_alias and len(target.indices) == 1:
         # A run stopped between the alias swap and the comparison that follows it.
         unfinished = pending_reconciliation(client, name, target.indices[0])
@@ -203,11 +205,15 @@ def backfill(
     if migration is not None and report.ok:
         record_swap_point(client, migration)
         swap_alias(client, migration)
+        report.alias_moved = True
         _reconcile(client, settings, migration, report)
         if report.reconciliation is not None and report.reconciliation.copied:
             _embed_pass(client, settings, encoder, migration.new_index, report)
             client.indices.refresh(index=migration.new_index)
-    elif migration is not None:
+        carry_write_block(client, migration)
+    elif unfinished is not None:
+        carry_write_block(client, unfinished)
+    if migration is not None and not report.alias_moved:
         logger.warning(
             "Alias %s still points at %s because %d documents failed; fix them and run again",
             migration.alias,
@@ -286,6 +292,7 @@ def _embed_pass(
     _Run(client, settings, encoder, extra, None).embed_all(index)
     report.embedded += extra.embedded
     report.long_texts += extra.long_texts
+    report.deleted_meanwhile += extra.deleted_meanwhile
     _add_failures(report, extra.failed_items, extra.failed)
 
 
@@ -588,6 +595,10 @@ class _Run:
             elif status == 409:
                 with self.lock:
                     self.conflicts.append((item.index, item.id, item.routing))
+            elif status == 404 and error.get("type") == "document_missing_exception":
+                # Deleted by someone else after it was read: nothing to embed.
+                with self.lock:
+                    self.report.deleted_meanwhile += 1
             elif status == 429 and not last_attempt:
                 rejected.append((item, vector))
             elif error.get("type") in (
@@ -687,6 +698,8 @@ class _Run:
         for doc in response["docs"]:
             if doc.get("found"):
                 hits.append(doc)
+            else:
+                self.report.deleted_meanwhile += 1
         return hits
 
     def _pipeline(

@@ -20,7 +20,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from ..errors import MappingError
+from ..errors import IndexBlockedError, MappingError
 from .mapping import (
     IndexTarget,
     _properties_for,
@@ -147,6 +147,11 @@ def knn_missing_error(target: IndexTarget) -> MappingError:
 
 def check_migratable(target: IndexTarget) -> str:
     """Return the one index behind the alias, or raise if it cannot be migrated."""
+    if any(character in target.name for character in "*?,"):
+        raise MappingError(
+            f"--migrate moves one alias, and {target.name!r} is a pattern or a list; "
+            "run it with the alias's own name"
+        )
     if not target.is_alias:
         raise knn_missing_error(target)
     if len(target.indices) != 1:
@@ -156,6 +161,45 @@ def check_migratable(target: IndexTarget) -> str:
             "--migrate handles an alias over one index only"
         )
     return target.indices[0]
+
+
+# Blocks that also stop the `_aliases` call that moves the alias.
+_METADATA_BLOCKS = (
+    "index.blocks.read_only",
+    "index.blocks.read_only_allow_delete",
+    "index.blocks.metadata",
+)
+
+
+def _check_alias_can_move(client: OpenSearch, source: str) -> None:
+    """Raise before any copy when a block on `source` would stop the alias from moving."""
+    flat = client.indices.get_settings(index=source, flat_settings=True)[source][
+        "settings"
+    ]
+    for block in _METADATA_BLOCKS:
+        if str(flat.get(block, "false")).lower() == "true":
+            raise IndexBlockedError(
+                f"index {source!r} has {block}: true, which also stops the alias from "
+                f"moving off it at the end of a migration. Clear it with PUT "
+                f'{source}/_settings {{"{block}": null}} (after freeing disk space if '
+                "the flood-stage watermark set it), then run again"
+            )
+
+
+def carry_write_block(client: OpenSearch, migration: Migration) -> None:
+    """Put the old index's write block, if any, on the k-NN copy once it is complete."""
+    flat = client.indices.get_settings(
+        index=migration.source_index, flat_settings=True
+    )[migration.source_index]["settings"]
+    if str(flat.get("index.blocks.write", "false")).lower() == "true":
+        logger.info(
+            "Setting index.blocks.write on %s, as on %s",
+            migration.new_index,
+            migration.source_index,
+        )
+        client.indices.put_settings(
+            index=migration.new_index, body={"index.blocks.write": True}
+        )
 
 
 def _new_index_body(
@@ -208,7 +252,22 @@ def _ensure_new_index(client: OpenSearch, source: str, body: dict[str, Any]) -> 
             f"of {source!r}; rename or delete it before migrating"
         )
     logger.info("Resuming the copy of %s into %s", source, new_index)
+    _cancel_earlier_copies(client, new_index)
     return new_index
+
+
+def _cancel_earlier_copies(client: OpenSearch, new_index: str) -> None:
+    """Cancel `_reindex` tasks into `new_index` that a killed run left running.
+
+    Such a task copies from an old snapshot of the source and could otherwise
+    recreate, after this run, documents deleted in the meantime.
+    """
+    tasks = client.tasks.list(actions="*reindex", detailed=True)
+    for node in tasks.get("nodes", {}).values():
+        for task_id, task in node.get("tasks", {}).items():
+            if f"to [{new_index}]" in str(task.get("description", "")):
+                logger.info("Cancelling copy task %s left by an earlier run", task_id)
+                client.tasks.cancel(task_id=task_id, wait_for_completion=True)
 
 
 def copy_documents(
@@ -280,6 +339,7 @@ def prepare_migration(
 ) -> Migration:
     """Create (or reuse) the k-NN copy of the alias's index and copy documents into it."""
     source = check_migratable(target)
+    _check_alias_can_move(client, source)
     body = _new_index_body(
         client,
         source,
@@ -287,21 +347,29 @@ def prepare_migration(
         meta_field=meta_field,
         dimension=dimension,
     )
-    new_index = _ensure_new_index(client, source, body)
-    resumed_from = recorded_checkpoint(client, new_index)
+    # The checkpoint goes into the new index's _meta when it is created, before
+    # any copy starts. A run killed during the copy leaves a `_reindex` task that
+    # may go on copying, and documents changed after the checkpoint are then
+    # brought over by the catch-up of the next run whatever that task copied.
     checkpoint = shard_seq_nos(client, source)
+    body["mappings"]["_meta"]["os_mlt"]["copied_through_seq_no"] = checkpoint
+    new_index = _ensure_new_index(client, source, body)
+    if recorded_checkpoint(client, new_index) is None:
+        # A copy created without a checkpoint is compared from the start.
+        record_checkpoint(
+            client,
+            Migration(
+                alias=target.name, source_index=source, new_index=new_index, copied=0
+            ),
+            {shard: -1 for shard in checkpoint},
+        )
     # Documents written before the checkpoint become visible to the copy only
     # after a refresh; without one the copy and the catch-up would both miss them.
     client.indices.refresh(index=source)
     copied = copy_documents(client, source, new_index, progress=progress)
-    migration = Migration(
+    return Migration(
         alias=target.name, source_index=source, new_index=new_index, copied=copied
     )
-    if resumed_from is None:
-        record_checkpoint(client, migration, checkpoint)
-    # A resumed copy keeps its earlier checkpoint, so the catch-up also brings over
-    # the documents changed in the old index while no run was going.
-    return migration
 
 
 # Alias properties that `GET _alias` returns and an `add` action accepts.

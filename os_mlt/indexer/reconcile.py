@@ -103,7 +103,7 @@ class Reconciliation:
     def summary(self) -> str:
         """Return one line with the counts."""
         return (
-            f"after the alias swap: copied {self.copied} late writes, deleted "
+            f"after the alias swap: copied {self.copied} late writes, removed "
             f"{self.deleted} documents deleted from the old index, kept {self.kept_newer} "
             "newer writes made through the alias"
         )

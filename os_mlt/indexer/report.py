@@ -50,10 +50,13 @@ class BackfillReport:
         long_texts: Embedded documents longer than the model reads at once,
             encoded in windows whose vectors were averaged.
         failed: Documents whose update failed.
+        deleted_meanwhile: Documents deleted by someone else between their read
+            and their vector write; they need no vector.
         skipped_items: The first skipped documents, with reasons.
         failed_items: The first failed documents, with status and reason.
         seconds: Wall time of the run.
         migration: The k-NN copy the alias moved to, when the run migrated.
+        alias_moved: True when the migration moved the alias to its k-NN copy.
         reconciliation: What the comparison with the old index after the alias
             swap changed, when one ran.
         dry_run: True when nothing was written.
@@ -68,10 +71,12 @@ class BackfillReport:
     skipped: int = 0
     long_texts: int = 0
     failed: int = 0
+    deleted_meanwhile: int = 0
     skipped_items: list[ItemIssue] = field(default_factory=list)
     failed_items: list[ItemIssue] = field(default_factory=list)
     seconds: float = 0.0
     migration: Migration | None = None
+    alias_moved: bool = False
     reconciliation: Reconciliation | None = None
     dry_run: bool = False
 
@@ -103,4 +108,9 @@ class BackfillReport:
             f"unchanged {self.unchanged}, skipped {self.skipped}, failed {self.failed} "
             f"in {self.seconds:.1f} s ({rate:.1f} embedded/s); "
             f"{self.long_texts} long texts encoded in windows"
+            + (
+                f"; {self.deleted_meanwhile} deleted by others during the run"
+                if self.deleted_meanwhile
+                else ""
+            )
         )
