@@ -296,6 +296,38 @@ def test_missing_document_raises(hybrid_index: Settings, client: OpenSearch) -> 
         hybrid_similar("no-such-id", settings=hybrid_index, client=client)
 
 
+def test_custom_routing_finds_examples_and_sources(
+    client: OpenSearch, encoder: Encoder, opensearch_url: str
+) -> None:
+    name = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
+    client.indices.create(
+        index=name,
+        body={
+            "settings": {"index": {"number_of_shards": 3, "knn": True}},
+            "mappings": {
+                "_routing": {"required": True},
+                "properties": {"title": {"type": "text"}, "body": {"type": "text"}},
+            },
+        },
+    )
+    try:
+        for doc_id, source in DOCUMENTS.items():
+            client.index(index=name, id=doc_id, body=source, routing=f"team-{doc_id}")
+        client.indices.refresh(index=name)
+        settings = Settings(hosts=[opensearch_url], index=name)
+        assert backfill(settings, client=client, encoder=encoder).ok
+
+        result = hybrid_similar("scipy", k=3, settings=settings, client=client)
+
+        assert len(result.hits) == 3
+        assert "scipy" not in _ids(result)
+        assert all(hit.source.get("title") for hit in result.hits)
+        with pytest.raises(DocumentNotFoundError, match="no document has _id 'nope'"):
+            hybrid_similar("nope", settings=settings, client=client)
+    finally:
+        client.indices.delete(index=name, ignore_unavailable=True)
+
+
 def test_document_without_vector_raises(
     hybrid_index: Settings, client: OpenSearch
 ) -> None:

@@ -290,11 +290,8 @@ def hybrid_similar(
         name,
         settings,
         vectors=query_vectors,
-        like=[{"_index": hit["_index"], "_id": hit["_id"]} for hit in liked],
-        unlike=[
-            {"_index": hit["_index"], "_id": hit["_id"]}
-            for hit in examples[len(positives) :]
-        ],
+        like=[_document_reference(hit) for hit in liked],
+        unlike=[_document_reference(hit) for hit in examples[len(positives) :]],
         exclude_ids=[str(example["_id"]) for example in examples],
         filters=(positive, negative),
         source=source,
@@ -452,6 +449,14 @@ def _search_and_fuse(
     return page, requests
 
 
+def _document_reference(hit: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the `more_like_this` item for a fetched document, with its custom routing."""
+    reference = {"_index": hit["_index"], "_id": hit["_id"]}
+    if hit.get("_routing") is not None:
+        reference["routing"] = hit["_routing"]
+    return reference
+
+
 def _fetch_page_sources(
     client: OpenSearch, name: str, page: list[SimilarHit], source: Any
 ) -> tuple[list[SimilarHit], SearchRequest | None]:
@@ -465,9 +470,10 @@ def _fetch_page_sources(
     }
     request = SearchRequest("_source of the page's hits", name, body, path="_mget")
     docs = client.mget(body=body)["docs"]
-    if any("error" in doc for doc in docs):
+    if not all(doc.get("found") for doc in docs):
         # Some k-NN versions fail a realtime get of a document whose vector
-        # comes from derived source; a search reads the same fields.
+        # comes from derived source, and `_mget` misses a document indexed with
+        # custom routing. A search reads the same fields from every shard.
         body = {
             "size": 2 * len(page),
             "_source": source,
@@ -905,11 +911,7 @@ def _fetch_examples(
 def _mget_examples(
     client: OpenSearch, name: str, ids: Sequence[str], fields: list[str]
 ) -> tuple[list[dict[str, Any]] | None, SearchRequest]:
-    """Read the examples by `_id` with `_mget`; None when a search must do it.
-
-    Raises:
-        DocumentNotFoundError: An id is not in the index.
-    """
+    """Read the examples by `_id` with `_mget`; None when a search must do it."""
     body = {"docs": [{"_id": doc_id, "_source": fields} for doc_id in ids]}
     request = SearchRequest("", name, body, path=f"{name}/_mget")
     try:
@@ -923,12 +925,10 @@ def _mget_examples(
     if any("error" in doc for doc in docs):
         # For example a vector that derived source cannot rebuild.
         return None, request
-    missing = [doc["_id"] for doc in docs if not doc.get("found")]
-    if missing:
-        raise DocumentNotFoundError(
-            f"no document has _id {', '.join(map(repr, missing))} in {name!r}; "
-            f"check the id (GET {name}/_doc/{missing[0]}) and the index name"
-        )
+    if not all(doc.get("found") for doc in docs):
+        # `_mget` finds a document by its `_id` routing only, so one indexed
+        # with custom routing is looked up with a search, which reads every shard.
+        return None, request
     return docs, request
 
 
