@@ -1132,15 +1132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except SettingsError as error:
-        # pydantic-settings raises this for an OS_MLT_* value it cannot parse,
-        # such as OS_MLT_WEIGHTS that is not valid JSON.
-        hint = ""
-        if "weights" in str(error):
-            hint = (
-                "; OS_MLT_WEIGHTS takes a JSON object, "
-                'for example {"knn": 0.7, "bm25": 0.3}'
-            )
-        errors.print(f"error: {error}{hint}", markup=False, highlight=False)
+        # pydantic-settings raises this for an OS_MLT_* value it cannot parse.
+        errors.print(f"error: {error}", markup=False, highlight=False)
         return 2
     except ValidationError as error:
         for item in error.errors():

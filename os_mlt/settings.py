@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -28,6 +29,9 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CATEGORICAL_WEIGHT = 1.0
 Fusion = Literal["rrf", "min_max", "z_score", "l2"]
 FUSIONS: tuple[Fusion, ...] = ("rrf", "min_max", "z_score", "l2")
+
+# An OpenSearch time value, such as the scroll keep-alive.
+_TIME_VALUE = re.compile(r"^[0-9]+(d|h|m|s|ms|micros|nanos)$")
 
 # The components that `hybrid_similar` fuses, as named in `weights`.
 COMPONENTS = ("knn", "bm25")
@@ -57,7 +61,7 @@ class Settings(BaseSettings):
     Every field can be set with an environment variable named after it with the
     prefix `OS_MLT_`, for example `OS_MLT_HOSTS=https://search.example:9200` or
     `OS_MLT_TEXT_FIELDS=title,body`. List fields accept a comma-separated string
-    or a JSON list, and `OS_MLT_WEIGHTS` takes a JSON object.
+    or a JSON list, and `OS_MLT_WEIGHTS` takes a JSON object or `knn=0.7,bm25=0.3`.
 
     Fields can also come from a JSON settings file: `os-mlt.json` in the working
     directory, or the file named by `OS_MLT_CONFIG_FILE` (see
@@ -147,7 +151,7 @@ class Settings(BaseSettings):
     rank_constant: int = Field(default=60, ge=1)
     """The k of reciprocal rank fusion, 1 / (k + rank)."""
 
-    weights: dict[str, float] = Field(
+    weights: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: {name: 1.0 for name in COMPONENTS}
     )
     """Score fusion weight of each component, `knn` and `bm25`; a component left
@@ -243,6 +247,46 @@ class Settings(BaseSettings):
         if not _FIELD_NAME.match(value):
             raise ValueError(
                 f"vector field name {value!r} is not a valid OpenSearch field name"
+            )
+        return value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+        weights: dict[str, str] = {}
+        for part in value.split(","):
+            name, equals, number = part.partition("=")
+            if not equals:
+                raise ValueError(
+                    f"weights {value!r} are neither a JSON object nor NAME=NUMBER pairs; "
+                    'write {"knn": 0.7, "bm25": 0.3} or knn=0.7,bm25=0.3'
+                )
+            weights[name.strip()] = number.strip()
+        return weights
+
+    @field_validator("scroll_keep_alive")
+    @classmethod
+    def _check_keep_alive(cls, value: str) -> str:
+        if not _TIME_VALUE.match(value):
+            raise ValueError(
+                f"scroll keep-alive {value!r} is not an OpenSearch time value; "
+                "write a number and a unit, such as 30s, 5m or 1h"
+            )
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "model is empty; unset OS_MLT_MODEL for the default "
+                "all-MiniLM-L6-v2, or name a model folder"
             )
         return value
 

@@ -65,6 +65,17 @@ def _existing_settings_file() -> Path | None:
     return None
 
 
+# JSON names of the values `json.loads` returns.
+_JSON_TYPES: dict[type, str] = {
+    list: "list",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
 def read_settings_file(path: Path) -> dict[str, Any]:
     """Read a settings file's JSON object.
 
@@ -89,7 +100,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         ) from error
     if not isinstance(data, dict):
         raise ConfigurationError(
-            f"settings file {str(path)!r} contains a JSON {type(data).__name__}; "
+            f"settings file {str(path)!r} contains a JSON {_JSON_TYPES.get(type(data), 'value')}; "
             'it must contain one object such as {"fusion": "rrf"}'
         )
     return data

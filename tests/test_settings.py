@@ -74,6 +74,15 @@ def test_password_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param(
             {"encode_batch_size": 0}, "greater than or equal to 1", id="batch-size"
         ),
+        pytest.param(
+            {"scroll_keep_alive": "forever"},
+            "not an OpenSearch time value",
+            id="keep-alive",
+        ),
+        pytest.param({"model": " "}, "model is empty", id="empty-model"),
+        pytest.param(
+            {"weights": "knn:1"}, "neither a JSON object nor NAME=NUMBER", id="weights"
+        ),
     ],
 )
 def test_invalid_settings_are_rejected(

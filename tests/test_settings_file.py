@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
 from os_mlt import ConfigurationError, Settings
 from os_mlt.query.fusion import DEFAULT_RANK_CONSTANT
@@ -118,6 +117,10 @@ def test_file_must_contain_an_object(in_tmp: Path) -> None:
     with pytest.raises(ConfigurationError, match="contains a JSON list"):
         Settings()
 
+    write_json(in_tmp / "os-mlt.json", None)
+    with pytest.raises(ConfigurationError, match="contains a JSON null"):
+        Settings()
+
 
 def test_unknown_key_names_file_and_key(in_tmp: Path) -> None:
     write_json(in_tmp / "os-mlt.json", {"fusoin": "rrf"})
@@ -178,8 +181,9 @@ def test_weights_from_environment_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OS_MLT_WEIGHTS", '{"knn": 0.25}')
     assert Settings().weights == {"knn": 0.25, "bm25": 1.0}
     monkeypatch.setenv("OS_MLT_WEIGHTS", "knn=0.7")
-    with pytest.raises(SettingsError, match="weights"):
-        Settings()
+    assert Settings().weights == {"knn": 0.7, "bm25": 1.0}
+    monkeypatch.setenv("OS_MLT_WEIGHTS", "knn=0.6, bm25=0.4")
+    assert Settings().weights == {"knn": 0.6, "bm25": 0.4}
 
 
 @pytest.mark.parametrize(
