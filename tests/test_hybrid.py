@@ -679,3 +679,23 @@ def test_cli_reports_a_missing_index_in_one_line(
     assert "{" not in err
     assert "Traceback" not in err
     assert err.count("error:") == 1
+
+
+def test_text_search_before_backfill_names_the_fix(
+    client: OpenSearch, encoder: Encoder, opensearch_url: str
+) -> None:
+    from os_mlt import similar_to_text
+    from os_mlt.errors import OsMltError
+
+    name = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
+    create_index(client, name, {"scipy": DOCUMENTS["scipy"]})
+    try:
+        with pytest.raises(OsMltError, match="run `os-mlt backfill` on it first"):
+            similar_to_text(
+                "numerical tools",
+                settings=Settings(hosts=[opensearch_url], index=name),
+                client=client,
+                encoder=encoder,
+            )
+    finally:
+        client.indices.delete(index=name)

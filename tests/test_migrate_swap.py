@@ -409,3 +409,23 @@ def test_run_killed_during_copy_keeps_later_writes(
     assert new[changed]["title"] == "updated"
     assert new[routed_changed]["title"] == "updated"
     _assert_vectors_match_text(new, encoder)
+
+
+def test_migrate_rejects_a_name_too_long_for_the_copy(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+) -> None:
+    alias = f"os-mlt-test-{uuid.uuid4().hex[:12]}"
+    concrete = alias + "-" + "x" * (252 - len(alias) - 1)
+    client.indices.create(
+        index=concrete, body={"mappings": {"properties": {"title": {"type": "text"}}}}
+    )
+    client.indices.put_alias(index=concrete, name=alias)
+    try:
+        with pytest.raises(MappingError, match="too long to take the suffix -knn"):
+            backfill(
+                make_settings(index=alias), client=client, encoder=encoder, migrate=True
+            )
+    finally:
+        client.indices.delete(index=concrete)

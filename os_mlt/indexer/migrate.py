@@ -163,6 +163,9 @@ def check_migratable(target: IndexTarget) -> str:
     return target.indices[0]
 
 
+# Longest index name OpenSearch accepts, in UTF-8 bytes.
+_MAX_INDEX_NAME_BYTES = 255
+
 # Blocks that also stop the `_aliases` call that moves the alias.
 _METADATA_BLOCKS = (
     "index.blocks.read_only",
@@ -339,6 +342,12 @@ def prepare_migration(
 ) -> Migration:
     """Create (or reuse) the k-NN copy of the alias's index and copy documents into it."""
     source = check_migratable(target)
+    if len(knn_copy_name(source).encode()) > _MAX_INDEX_NAME_BYTES:
+        raise MappingError(
+            f"index {source[:40]!r}... is too long to take the suffix -knn: OpenSearch "
+            f"allows {_MAX_INDEX_NAME_BYTES} bytes in an index name. Reindex it into "
+            "an index with a shorter name behind the same alias, then migrate that"
+        )
     _check_alias_can_move(client, source)
     body = _new_index_body(
         client,

@@ -1015,7 +1015,10 @@ def _msearch(
                 if isinstance(error, dict)
                 else error
             )
-            raise OsMltError(f"search on {index!r} failed: {reason}")
+            hint = ""
+            if "not knn_vector type" in str(reason):
+                hint = "; the index has no vector field yet, so run `os-mlt backfill` on it first"
+            raise OsMltError(f"search on {index!r} failed: {reason}{hint}")
         results.append(item["hits"]["hits"])
     return results
 
