@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -36,11 +39,22 @@ _TIME_VALUE = re.compile(r"^[0-9]+(d|h|m|s|ms|micros|nanos)$")
 # The components that `hybrid_similar` fuses, as named in `weights`.
 COMPONENTS = ("knn", "bm25")
 
-# OpenSearch rejects field names that are empty, start with a dot or end with one.
 # Torch device names, with an optional device number.
 _DEVICE = re.compile(r"^(cpu|mps|hpu|(cuda|xpu|npu)(:\d+)?)$")
 
+# OpenSearch rejects field names that are empty, start with a dot or end with one.
 _FIELD_NAME = re.compile(r"^[^.\s][^\s]*(?<!\.)$")
+
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "OS_MLT_"
+
+# Variables with the prefix that other parts read: the settings file's name,
+# the local node's settings and the test suite's.
+_OTHER_VARIABLES = ("OS_MLT_CONFIG_FILE", "OS_MLT_NODE_", "OS_MLT_TEST_")
+
+_warned_variables: set[str] = set()
 
 
 def _split_list(value: object) -> object:
@@ -48,8 +62,6 @@ def _split_list(value: object) -> object:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
@@ -69,7 +81,7 @@ class Settings(BaseSettings):
     which override the file, which overrides the defaults.
     """
 
-    model_config = SettingsConfigDict(env_prefix="OS_MLT_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:9200"]
@@ -310,6 +322,33 @@ class Settings(BaseSettings):
                 f"the weights {weights} are all 0; give at least one a positive weight"
             )
         return weights
+
+    @model_validator(mode="after")
+    def _warn_unknown_variables(self) -> Settings:
+        """Log each `OS_MLT_*` variable that names no setting, such as a typo."""
+        fields = {ENV_PREFIX + name.upper() for name in type(self).model_fields}
+        for variable in sorted(os.environ):
+            name = variable.upper()
+            if (
+                not name.startswith(ENV_PREFIX)
+                or name in fields
+                or name.startswith(_OTHER_VARIABLES)
+                or name in _warned_variables
+            ):
+                continue
+            _warned_variables.add(name)
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = (
+                f"did you mean {close[0]}?"
+                if close
+                else "the settings are listed in the README"
+            )
+            logger.warning(
+                "ignoring environment variable %s: no setting has that name; %s",
+                variable,
+                hint,
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_fields_distinct(self) -> Settings:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from pydantic import ValidationError
 
 from os_mlt import ConfigurationError, Settings
+from os_mlt import settings as settings_module
 
 
 def test_defaults() -> None:
@@ -95,6 +98,23 @@ def test_invalid_settings_are_rejected(
 def test_unknown_setting_is_rejected() -> None:
     with pytest.raises(ValidationError, match="text_field"):
         Settings(text_field="title")  # type: ignore[call-arg]
+
+
+def test_unknown_variable_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(settings_module, "_warned_variables", set())
+    monkeypatch.setenv("OS_MLT_TEXT_FIELD", "title")
+    monkeypatch.setenv("OS_MLT_NODE_VERSION", "2.19.1")
+    monkeypatch.setenv("OS_MLT_TEST_HOSTS", "http://127.0.0.1:9200")
+    with caplog.at_level(logging.WARNING, logger="os_mlt.settings"):
+        settings = Settings()
+        Settings()
+    assert settings.text_fields == ["title", "body"]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "OS_MLT_TEXT_FIELD:" in warnings[0]
+    assert "did you mean OS_MLT_TEXT_FIELDS?" in warnings[0]
 
 
 def test_require_index_names_the_fix() -> None:
