@@ -605,7 +605,7 @@ def test_lookup_by_business_key(
 
     assert result.hits[0].source["sku"] == "SKU-mpv"
     assert result.doc_id == f"doc-{list(DOCUMENTS).index('vlc')}"
-    with pytest.raises(DocumentNotFoundError):
+    with pytest.raises(DocumentNotFoundError, match='q=sku:"SKU-none"'):
         hybrid_similar("SKU-none", id_field="sku", settings=settings, client=client)
 
 

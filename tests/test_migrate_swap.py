@@ -429,3 +429,18 @@ def test_migrate_rejects_a_name_too_long_for_the_copy(
             )
     finally:
         client.indices.delete(index=concrete)
+
+
+def test_pattern_without_knn_names_its_indices(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+) -> None:
+    alias, concrete, _ = old_index
+
+    with pytest.raises(
+        MappingError, match=rf"index {concrete} matched by '{alias[:-2]}\*'"
+    ):
+        backfill(make_settings(index=f"{alias[:-2]}*"), client=client, encoder=encoder)
+    assert not client.indices.exists(index=f"{concrete}-knn")

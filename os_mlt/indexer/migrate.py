@@ -129,6 +129,13 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def knn_missing_error(target: IndexTarget) -> MappingError:
     """Return the error for a target whose index lacks `index.knn`, with the fix."""
+    if _is_pattern(target.name):
+        return MappingError(
+            f"index {', '.join(target.indices_without_knn)} matched by {target.name!r} "
+            "was created without index.knn: true, and that setting cannot be added to "
+            "an existing index. Put each such index behind an alias of its own and run "
+            "the backfill on that alias with --migrate, or leave it out of the pattern"
+        )
     if not target.is_alias:
         return MappingError(
             f"index {target.name!r} was created without index.knn: true, so it cannot "
@@ -145,9 +152,14 @@ def knn_missing_error(target: IndexTarget) -> MappingError:
     )
 
 
+def _is_pattern(name: str) -> bool:
+    """Whether `name` is a wildcard pattern or a comma-separated list."""
+    return any(character in name for character in "*?,")
+
+
 def check_migratable(target: IndexTarget) -> str:
     """Return the one index behind the alias, or raise if it cannot be migrated."""
-    if any(character in target.name for character in "*?,"):
+    if _is_pattern(target.name):
         raise MappingError(
             f"--migrate moves one alias, and {target.name!r} is a pattern or a list; "
             "run it with the alias's own name"

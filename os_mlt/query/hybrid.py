@@ -892,9 +892,16 @@ def _fetch_examples(
     missing = [doc_id for doc_id in ids if doc_id not in found]
     if missing:
         where = f"field {id_field!r}" if id_field else "_id"
+        if id_field:
+            check = (
+                f'GET {name}/_search?q={id_field}:"{missing[0]}" finds it, '
+                f"and GET {name}/_mapping shows the field"
+            )
+        else:
+            check = f"GET {name}/_doc/{missing[0]} reads it"
         raise DocumentNotFoundError(
             f"no document has {where} {', '.join(map(repr, missing))} in {name!r}; "
-            f"check the id (GET {name}/_doc/{missing[0]}) and the index name"
+            f"check the id ({check}) and the index name"
         )
     for doc_id in ids:
         if len(found[doc_id]) > 1:
