@@ -127,9 +127,14 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
     console.print(report.summary())
     if report.migration is not None:
         migration = report.migration
+        if len(report.moved_aliases) > 1:
+            aliases = f"aliases {', '.join(report.moved_aliases)} now point at {migration.new_index}"
+        elif report.moved_aliases:
+            aliases = f"alias {migration.alias} now points at {migration.new_index}"
+        else:
+            aliases = f"alias {migration.alias} unchanged"
         console.print(
-            f"Copied {migration.source_index} into {migration.new_index}; alias "
-            f"{migration.alias} {'now points at ' + migration.new_index if report.alias_moved else 'unchanged'}. "
+            f"Copied {migration.source_index} into {migration.new_index}; {aliases}. "
             f"{migration.source_index} is kept: delete it when you no longer need it."
         )
     if report.reconciliation is not None:

@@ -444,3 +444,53 @@ def test_pattern_without_knn_names_its_indices(
     ):
         backfill(make_settings(index=f"{alias[:-2]}*"), client=client, encoder=encoder)
     assert not client.indices.exists(index=f"{concrete}-knn")
+
+
+def test_every_alias_of_the_old_index_moves(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+) -> None:
+    alias, concrete, documents = old_index
+    other = f"{alias}-other"
+    filtered = f"{alias}-filtered"
+    section = next(iter(documents.values()))["section"]
+    section_filter = {"term": {"section": section}}
+    client.indices.update_aliases(
+        body={
+            "actions": [
+                {"add": {"index": concrete, "alias": other, "is_write_index": True}},
+                {
+                    "add": {
+                        "index": concrete,
+                        "alias": filtered,
+                        "filter": section_filter,
+                        "index_routing": "routed",
+                        "search_routing": "routed",
+                    }
+                },
+            ]
+        }
+    )
+
+    report = backfill(
+        make_settings(index=alias), client=client, encoder=encoder, migrate=True
+    )
+
+    assert report.ok, report.failed_items
+    assert report.migration is not None
+    new_index = report.migration.new_index
+    assert report.moved_aliases == [alias, filtered, other]
+    assert client.indices.get_alias(index=concrete)[concrete]["aliases"] == {}
+    aliases = client.indices.get_alias(index=new_index)[new_index]["aliases"]
+    assert aliases[alias] == {}
+    assert aliases[other] == {"is_write_index": True}
+    assert aliases[filtered]["filter"] == section_filter
+    assert aliases[filtered]["index_routing"] == "routed"
+    assert aliases[filtered]["search_routing"] == "routed"
+
+    client.index(index=other, id="through-other", body={"title": "a later write"})
+    client.indices.refresh(index=new_index)
+    assert client.exists(index=new_index, id="through-other")
+    assert not client.exists(index=concrete, id="through-other")

@@ -204,8 +204,7 @@ def backfill(
 
     if migration is not None and report.ok:
         record_swap_point(client, migration)
-        swap_alias(client, migration)
-        report.alias_moved = True
+        report.moved_aliases = swap_alias(client, migration)
         _reconcile(client, settings, migration, report)
         if report.reconciliation is not None and report.reconciliation.copied:
             _embed_pass(client, settings, encoder, migration.new_index, report)

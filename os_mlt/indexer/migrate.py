@@ -153,7 +153,7 @@ def knn_missing_error(target: IndexTarget) -> MappingError:
 
 
 def _is_pattern(name: str) -> bool:
-    """Whether `name` is a wildcard pattern or a comma-separated list."""
+    """Return whether `name` is a wildcard pattern or a comma-separated list."""
     return any(character in name for character in "*?,")
 
 
@@ -403,31 +403,28 @@ _ALIAS_PROPERTIES = (
 )
 
 
-def swap_alias(client: OpenSearch, migration: Migration) -> None:
-    """Move the alias from the old index to the k-NN copy in one atomic call."""
-    current = client.indices.get_alias(
-        index=migration.source_index, name=migration.alias
-    )
-    properties = current[migration.source_index]["aliases"][migration.alias]
-    add = {key: properties[key] for key in _ALIAS_PROPERTIES if key in properties}
-    client.indices.update_aliases(
-        body={
-            "actions": [
-                {"remove": {"index": migration.source_index, "alias": migration.alias}},
-                {
-                    "add": {
-                        "index": migration.new_index,
-                        "alias": migration.alias,
-                        **add,
-                    }
-                },
-            ]
-        }
-    )
+def swap_alias(client: OpenSearch, migration: Migration) -> list[str]:
+    """Move every alias of the old index to the k-NN copy in one atomic call.
+
+    Returns the aliases moved, `migration.alias` first. The others move too,
+    with their filters and routing, because a write through an alias left on
+    the old index would never reach the copy that replaces it.
+    """
+    current = client.indices.get_alias(index=migration.source_index)
+    aliases: dict[str, dict[str, Any]] = current[migration.source_index]["aliases"]
+    names = [migration.alias] + sorted(set(aliases) - {migration.alias})
+    actions: list[dict[str, Any]] = []
+    for name in names:
+        properties = aliases[name]
+        add = {key: properties[key] for key in _ALIAS_PROPERTIES if key in properties}
+        actions.append({"remove": {"index": migration.source_index, "alias": name}})
+        actions.append({"add": {"index": migration.new_index, "alias": name, **add}})
+    client.indices.update_aliases(body={"actions": actions})
     logger.info(
-        "Moved alias %s from %s to %s; %s is kept until you delete it",
-        migration.alias,
+        "Moved aliases %s from %s to %s; %s is kept until you delete it",
+        ", ".join(names),
         migration.source_index,
         migration.new_index,
         migration.source_index,
     )
+    return names

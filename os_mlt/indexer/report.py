@@ -56,7 +56,8 @@ class BackfillReport:
         failed_items: The first failed documents, with status and reason.
         seconds: Wall time of the run.
         migration: The k-NN copy the alias moved to, when the run migrated.
-        alias_moved: True when the migration moved the alias to its k-NN copy.
+        moved_aliases: The aliases the migration moved to its k-NN copy: the
+            one given first, then every other alias of the old index.
         reconciliation: What the comparison with the old index after the alias
             swap changed, when one ran.
         dry_run: True when nothing was written.
@@ -76,9 +77,14 @@ class BackfillReport:
     failed_items: list[ItemIssue] = field(default_factory=list)
     seconds: float = 0.0
     migration: Migration | None = None
-    alias_moved: bool = False
+    moved_aliases: list[str] = field(default_factory=list)
     reconciliation: Reconciliation | None = None
     dry_run: bool = False
+
+    @property
+    def alias_moved(self) -> bool:
+        """True when the migration moved the alias to its k-NN copy."""
+        return bool(self.moved_aliases)
 
     @property
     def ok(self) -> bool:
