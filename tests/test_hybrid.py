@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, TransportError
 
 from os_mlt import (
     ConfigurationError,
@@ -17,6 +17,7 @@ from os_mlt import (
     Encoder,
     Exists,
     Not,
+    OsMltError,
     Range,
     Settings,
     Term,
@@ -465,10 +466,13 @@ def test_cli_rejects_bad_filter(
 def test_unreadable_vector_falls_back_to_text(
     hybrid_index: Settings, client: OpenSearch, encoder: Encoder
 ) -> None:
-    from opensearchpy import TransportError
-
     class VectorReadFails(OpenSearch):
         """The real client, except that reading a stored vector fails as in k-NN 3.5's derived source."""
+
+        def mget(self, *args: Any, body: Any = None, **kwargs: Any) -> Any:
+            if any("embedding" in (doc.get("_source") or []) for doc in body["docs"]):
+                raise TransportError(503, "search_phase_execution_exception", {})
+            return super().mget(*args, body=body, **kwargs)
 
         def search(self, *args: Any, body: Any = None, **kwargs: Any) -> Any:
             if body and "embedding" in (body.get("_source") or []):
@@ -484,6 +488,72 @@ def test_unreadable_vector_falls_back_to_text(
 
     assert _ids(result) == _ids(expected)
     assert "embedding_meta" in result.requests[0].body["_source"]
+
+
+def _fail_one_shard(response: dict[str, Any]) -> None:
+    """Turn a search response into one whose only shard failed to read."""
+    response["_shards"]["failed"] = 1
+    response["_shards"]["failures"] = [
+        {"reason": {"type": "already_closed_exception", "reason": "closed"}}
+    ]
+    response["hits"]["hits"] = []
+
+
+def test_vector_read_failing_on_shards_falls_back(
+    hybrid_index: Settings, client: OpenSearch, encoder: Encoder
+) -> None:
+    class ShardReadFails(OpenSearch):
+        """The real client, except that derived source fails as k-NN 3.5's can.
+
+        `_mget` returns an error per document, and a search that reads the
+        vector returns status 200 with a failed shard and no hits.
+        """
+
+        def mget(self, *args: Any, body: Any = None, **kwargs: Any) -> Any:
+            response = super().mget(*args, body=body, **kwargs)
+            if any("embedding" in (doc.get("_source") or []) for doc in body["docs"]):
+                for doc in response["docs"]:
+                    doc.pop("_source", None)
+                    doc["error"] = {"type": "already_closed_exception"}
+            return response
+
+        def search(self, *args: Any, body: Any = None, **kwargs: Any) -> Any:
+            response = super().search(*args, body=body, **kwargs)
+            if body and "embedding" in (body.get("_source") or []):
+                _fail_one_shard(response)
+            return response
+
+    failing = ShardReadFails(hosts=hybrid_index.hosts)
+    expected = hybrid_similar("scipy", k=5, settings=hybrid_index, client=client)
+
+    result = hybrid_similar(
+        "scipy", k=5, settings=hybrid_index, client=failing, encoder=encoder
+    )
+
+    assert _ids(result) == _ids(expected)
+    assert "embedding" not in result.requests[0].body["_source"]
+
+
+def test_example_lookup_failing_on_shards_raises(
+    hybrid_index: Settings, encoder: Encoder
+) -> None:
+    class EveryLookupFails(OpenSearch):
+        def mget(self, *args: Any, **kwargs: Any) -> Any:
+            raise TransportError(500, "already_closed_exception", {})
+
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().search(*args, **kwargs)
+            _fail_one_shard(response)
+            return response
+
+    failing = EveryLookupFails(hosts=hybrid_index.hosts)
+
+    with pytest.raises(OsMltError, match="failed on 1 of 1 shards") as raised:
+        hybrid_similar(
+            "scipy", k=5, settings=hybrid_index, client=failing, encoder=encoder
+        )
+    assert "already_closed_exception: closed" in str(raised.value)
+    assert not isinstance(raised.value, DocumentNotFoundError)
 
 
 def test_num_candidates_above_knn_limit_raises(

@@ -866,23 +866,21 @@ def _fetch_examples(
         if hits is not None:
             return hits, request
     body = build_lookup(ids, fields, id_field=id_field)
-    try:
-        hits = client.search(index=name, body=body)["hits"]["hits"]
-    except TransportError as error:
-        if not isinstance(error.status_code, int) or error.status_code < 500:
-            raise
+    hits = _search_examples(client, name, body, last_try=False)
+    if hits is None:
         # NOTE: k-NN 3.5 rebuilds vectors for _source from the vector files
         # (derived source), and after some segment merges that read fails with
-        # AlreadyClosedException. The document's text, encoded again, gives the
-        # same vector as long as the text has not changed since the backfill.
+        # AlreadyClosedException, as an error status or as failed shards. The
+        # document's text, encoded again, gives the same vector as long as the
+        # text has not changed since the backfill.
         logger.warning(
-            "Reading the vectors of %s from %s failed (%s); encoding their text instead",
+            "Reading the vectors of %s from %s failed; encoding their text instead",
             ", ".join(ids),
             name,
-            error.error,
         )
         body = build_lookup(ids, fields[1:], id_field=id_field)
-        hits = client.search(index=name, body=body)["hits"]["hits"]
+        hits = _search_examples(client, name, body, last_try=True)
+    assert hits is not None
 
     found: dict[str, list[dict[str, Any]]] = {}
     for hit in hits:
@@ -913,6 +911,41 @@ def _fetch_examples(
                 "name one concrete index with --index, or use a unique id field"
             )
     return [found[doc_id][0] for doc_id in ids], SearchRequest("", name, body)
+
+
+def _search_examples(
+    client: OpenSearch, name: str, body: dict[str, Any], *, last_try: bool
+) -> list[dict[str, Any]] | None:
+    """Return the hits of the example lookup; None when a shard failed to read.
+
+    On the last try a failure raises instead, naming the shards' reason.
+    """
+    try:
+        response = client.search(index=name, body=body)
+    except TransportError as error:
+        if (
+            last_try
+            or not isinstance(error.status_code, int)
+            or error.status_code < 500
+        ):
+            raise
+        logger.debug("Example lookup in %s failed: %s", name, error)
+        return None
+    shards = response.get("_shards", {})
+    if not shards.get("failed"):
+        hits: list[dict[str, Any]] = response["hits"]["hits"]
+        return hits
+    failures = shards.get("failures") or [{}]
+    reason = failures[0].get("reason", {})
+    detail = f"{reason.get('type', 'unknown')}: {reason.get('reason', '')}".strip()
+    if not last_try:
+        logger.debug("Example lookup in %s failed on some shards: %s", name, detail)
+        return None
+    raise OsMltError(
+        f"reading the example documents from {name!r} failed on {shards['failed']} "
+        f"of {shards.get('total', '?')} shards ({detail}); GET _cat/shards/{name} "
+        "shows their state"
+    )
 
 
 def _mget_examples(
