@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -402,27 +403,75 @@ def test_missing_index_raises(
         backfill(make_settings(), client=client, encoder=encoder)
 
 
-def test_read_only_index_stops_the_run(
+@pytest.mark.parametrize(
+    ("block", "fix"),
+    [
+        (
+            "index.blocks.read_only_allow_delete",
+            '"index.blocks.read_only_allow_delete": null',
+        ),
+        ("index.blocks.write", '"index.blocks.write": false'),
+    ],
+)
+def test_block_set_mid_run_stops_it(
     client: OpenSearch,
     encoder: Encoder,
     index_name: str,
     make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    block: str,
+    fix: str,
 ) -> None:
+    # The flood-stage watermark sets its block while the run is writing.
     create_index(client, index_name, DOCUMENTS)
-    backfill(make_settings(), client=client, encoder=encoder)  # mapping in place
-    client.update(
-        index=index_name, id="gimp", body={"doc": {"title": "new title"}}, refresh=True
-    )
-    client.indices.put_settings(
-        index=index_name, body={"index.blocks.read_only_allow_delete": True}
-    )
+    real_bulk = client.bulk
+
+    def bulk(*args: Any, **kwargs: Any) -> Any:
+        client.indices.put_settings(index=index_name, body={block: True})
+        return real_bulk(*args, **kwargs)
+
+    monkeypatch.setattr(client, "bulk", bulk)
     try:
-        with pytest.raises(IndexBlockedError, match="read_only_allow_delete"):
+        with pytest.raises(IndexBlockedError, match=re.escape(fix)):
             backfill(make_settings(), client=client, encoder=encoder)
     finally:
-        client.indices.put_settings(
-            index=index_name, body={"index.blocks.read_only_allow_delete": None}
-        )
+        client.indices.put_settings(index=index_name, body={block: None})
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "index.blocks.read_only_allow_delete",
+        "index.blocks.read_only",
+        "index.blocks.write",
+    ],
+)
+def test_write_blocks_stop_before_reading(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    block: str,
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    client.indices.put_settings(index=index_name, body={block: True})
+    progress: list[object] = []
+    try:
+        with pytest.raises(
+            IndexBlockedError,
+            match=rf'{block}: true.*PUT {index_name}/_settings \{{"{block}": null\}}',
+        ):
+            backfill(
+                make_settings(),
+                client=client,
+                encoder=encoder,
+                progress=progress.append,
+            )
+    finally:
+        client.indices.put_settings(index=index_name, body={block: None})
+    assert progress == []
+    mapping = client.indices.get_mapping(index=index_name)[index_name]["mappings"]
+    assert "embedding" not in mapping.get("properties", {})
 
 
 def test_dry_run_changes_nothing(
@@ -666,23 +715,6 @@ def test_closed_index_is_reported(
 
     with pytest.raises(IndexBlockedError, match=rf"POST {index_name}/_open"):
         backfill(make_settings(), client=client, encoder=encoder)
-
-
-def test_write_block_names_its_setting(
-    client: OpenSearch,
-    encoder: Encoder,
-    index_name: str,
-    make_settings: Callable[..., Settings],
-) -> None:
-    create_index(client, index_name, DOCUMENTS)
-    client.indices.add_block(index=index_name, block="write")
-    try:
-        with pytest.raises(IndexBlockedError, match='"index.blocks.write": false'):
-            backfill(make_settings(), client=client, encoder=encoder)
-    finally:
-        client.indices.put_settings(
-            index=index_name, body={"index.blocks.write": False}
-        )
 
 
 def test_missing_text_fields_stop_before_writing(

@@ -31,7 +31,12 @@ from ..client import resolve_client
 from ..encoder import Encoder, document_text, text_hash
 from ..errors import IndexBlockedError, OsMltError
 from ..settings import Settings
-from .mapping import check_text_fields, ensure_vector_mapping, resolve_index
+from .mapping import (
+    check_text_fields,
+    check_writable,
+    ensure_vector_mapping,
+    resolve_index,
+)
 from .migrate import (
     Migration,
     carry_write_block,
@@ -176,6 +181,8 @@ def backfill(
         )
         scan_name = migration.new_index
     else:
+        if not dry_run:
+            check_writable(client, target.indices)
         ensure_vector_mapping(
             client,
             target.indices,
@@ -598,17 +605,19 @@ class _Run:
                 # Deleted by someone else after it was read: nothing to embed.
                 with self.lock:
                     self.report.deleted_meanwhile += 1
-            elif status == 429 and not last_attempt:
-                rejected.append((item, vector))
             elif error.get("type") in (
                 "cluster_block_exception",
                 "index_closed_exception",
             ):
+                # Checked before the 429 retry: the flood-stage block returns
+                # 429 but lifts only once disk space is freed.
                 raise IndexBlockedError(
                     f"index {item.index!r} rejects writes: {_reason(error)}. "
                     f"{_unblock_hint(item.index, str(error.get('reason', '')))}; "
                     "then run the backfill again"
                 )
+            elif status == 429 and not last_attempt:
+                rejected.append((item, vector))
             else:
                 with self.lock:
                     self.report.add_failed(

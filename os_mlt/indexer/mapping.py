@@ -153,6 +153,40 @@ def _properties_for(path: str, mapping: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+# Blocks that reject the vector writes, with the fix for each.
+_WRITE_BLOCKS = {
+    "index.blocks.read_only_allow_delete": (
+        "free disk space if the flood-stage watermark set it, then clear it with "
+        'PUT {index}/_settings {{"index.blocks.read_only_allow_delete": null}}'
+    ),
+    "index.blocks.read_only": (
+        'clear it with PUT {index}/_settings {{"index.blocks.read_only": null}}'
+    ),
+    "index.blocks.write": (
+        'clear it with PUT {index}/_settings {{"index.blocks.write": null}}'
+    ),
+}
+
+
+def check_writable(client: OpenSearch, indices: tuple[str, ...]) -> None:
+    """Raise before any read when a block on one of `indices` rejects writes.
+
+    A block set later in the run, as the flood-stage watermark does, is
+    reported by the first write it rejects.
+    """
+    response = client.indices.get_settings(
+        index=",".join(indices), name="index.blocks.*", flat_settings=True
+    )
+    for index in indices:
+        flat = response.get(index, {}).get("settings", {})
+        for block, fix in _WRITE_BLOCKS.items():
+            if str(flat.get(block, "false")).lower() == "true":
+                raise IndexBlockedError(
+                    f"index {index!r} has {block}: true, so it rejects the vector "
+                    f"writes; {fix.format(index=index)}, then run the backfill again"
+                )
+
+
 def ensure_vector_mapping(
     client: OpenSearch,
     indices: tuple[str, ...],
