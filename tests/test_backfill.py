@@ -16,6 +16,7 @@ from os_mlt import Encoder, MappingError, Settings, backfill, document_text
 from os_mlt.corpus import load_corpus, read_jsonl
 from os_mlt.errors import IndexNotFoundError
 from os_mlt.indexer import IndexBlockedError
+from os_mlt.indexer.report import MAX_REASON_CHARS
 
 from .conftest import DEBIAN_CORPUS, create_index
 
@@ -200,6 +201,45 @@ def test_failed_item_is_reported_with_reason(
     assert issue.status == 400
     assert "mapper_parsing_exception" in issue.reason
     assert "embedding" not in issue.reason  # no vector in the report
+
+
+def test_derived_source_failure_names_the_fix(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # k-NN 3.5's derived source can fail an update with this error after
+    # segment merges; the first item of the first _bulk response gets it.
+    create_index(client, index_name, DOCUMENTS)
+    real_bulk = client.bulk
+    calls: list[int] = []
+
+    def bulk(*args: Any, **kwargs: Any) -> Any:
+        response = real_bulk(*args, **kwargs)
+        if not calls:
+            response["items"][0] = {
+                "update": {
+                    "status": 500,
+                    "error": {
+                        "type": "already_closed_exception",
+                        "reason": "Already closed: MemorySegmentIndexInput",
+                    },
+                }
+            }
+        calls.append(1)
+        return response
+
+    monkeypatch.setattr(client, "bulk", bulk)
+    report = backfill(make_settings(), client=client, encoder=encoder)
+
+    assert report.failed == 1
+    issue = report.failed_items[0]
+    assert issue.status == 500
+    assert issue.reason.startswith("already_closed_exception: Already closed")
+    assert "index.knn.derived_source.enabled: false" in issue.reason
+    assert len(issue.reason) <= MAX_REASON_CHARS
 
 
 def test_concurrent_update_is_embedded_with_final_text(

@@ -835,9 +835,20 @@ def _unblock_hint(index: str, reason: str) -> str:
     return f"Check the blocks with GET {index}/_settings?filter_path=**.blocks"
 
 
+# Appended to the reason of an update that k-NN's derived source could not
+# serve: k-NN 3.5 can fail to rebuild a stored vector after segment merges.
+_DERIVED_SOURCE_HINT = (
+    "; k-NN could not rebuild the stored vector (derived source, k-NN issue 3458): "
+    "reindex into an index created with index.knn.derived_source.enabled: false"
+)
+
+
 def _reason(error: Mapping[str, Any]) -> str:
     text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
     caused_by = error.get("caused_by")
     if isinstance(caused_by, Mapping):
         text += f" (caused by {caused_by.get('type')}: {caused_by.get('reason')})"
+    if "already_closed_exception" in text:
+        hint = _DERIVED_SOURCE_HINT
+        return text[: MAX_REASON_CHARS - len(hint)] + hint
     return text[:MAX_REASON_CHARS]
