@@ -47,6 +47,11 @@ def test_parse_filter(text: str, expected: object) -> None:
         pytest.param("tags=a,,b", "empty value", id="empty-list-item"),
         pytest.param("section==video", "as in section=video", id="double-equals"),
         pytest.param("size>=>5", "second operator", id="two-operators"),
+        pytest.param("not:", "nothing after 'not:'", id="not-empty"),
+        pytest.param("not: ", "nothing after 'not:'", id="not-blank"),
+        pytest.param("not:section", "no operator", id="not-no-operator"),
+        pytest.param("not:size>=", "no value", id="not-no-value"),
+        pytest.param("not:not:=python", "names no field", id="not-not-no-field"),
     ],
 )
 def test_parse_filter_rejects(text: str, message: str) -> None:

@@ -141,10 +141,23 @@ def parse_filter(text: str) -> Filter:
 
     Raises:
         ConfigurationError: The text has no operator, no field or no value.
+            The message quotes the whole filter, `not:` included.
     """
-    raw = text.strip()
+    return _parse(text, text)
+
+
+def _parse(part: str, text: str) -> Filter:
+    """Parse `part`, the filter `text` or what follows one of its `not:` prefixes.
+
+    Errors quote `text`, the filter as typed.
+    """
+    raw = part.strip()
     if raw.startswith("not:"):
-        inner = parse_filter(raw[4:])
+        if not raw[4:].strip():
+            raise ConfigurationError(
+                f"filter {text!r} has nothing after 'not:'; {_EXAMPLES}"
+            )
+        inner = _parse(raw[4:], text)
         if isinstance(inner, Not):
             return inner.filter
         return Not(inner)
