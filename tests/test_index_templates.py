@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from opensearchpy import OpenSearch
 
-from os_mlt import Encoder, Settings, backfill
+from os_mlt import ConfigurationError, Encoder, Settings, backfill
 from os_mlt.indexer import vector_field_mapping
 
 pytestmark = pytest.mark.integration
@@ -120,3 +120,85 @@ def test_cli_templates_need_a_pattern(
     assert status == 2
     assert "no index pattern given" in capsys.readouterr().err
     assert not client.cluster.exists_component_template(name="os-mlt-vector")
+
+
+@pytest.mark.parametrize("pattern", ["", "  "])
+def test_cli_templates_reject_blank_pattern(
+    client: OpenSearch,
+    index_name: str,
+    opensearch_url: str,
+    capsys: pytest.CaptureFixture[str],
+    pattern: str,
+) -> None:
+    from os_mlt.cli import main
+
+    try:
+        status = main(
+            [
+                "templates",
+                "install",
+                "--hosts",
+                opensearch_url,
+                "--name",
+                index_name,
+                "--pattern",
+                pattern,
+                "--dimension",
+                "384",
+            ]
+        )
+        assert status == 2
+        assert f"index pattern {pattern!r} is empty" in capsys.readouterr().err
+        assert not client.indices.exists_index_template(name=index_name)
+        assert not client.cluster.exists_component_template(name=f"{index_name}-vector")
+    finally:
+        client.indices.delete_index_template(name=index_name, ignore=[404])
+        client.cluster.delete_component_template(
+            name=f"{index_name}-vector", ignore=[404]
+        )
+
+
+def test_install_keeps_other_patterns_of_same_name(
+    client: OpenSearch, index_name: str
+) -> None:
+    from os_mlt.templates import install_templates
+
+    def install(*patterns: str) -> None:
+        install_templates(
+            client,
+            name=index_name,
+            patterns=patterns,
+            vector_field="embedding",
+            meta_field="embedding_meta",
+            dimension=384,
+            text_fields=["title"],
+        )
+
+    def installed_patterns() -> list[str]:
+        response = client.indices.get_index_template(name=index_name)
+        patterns: list[str] = response["index_templates"][0]["index_template"][
+            "index_patterns"
+        ]
+        return patterns
+
+    docs, logs = f"{index_name}-docs-*", f"{index_name}-logs-*"
+    try:
+        install(docs)
+        install(docs)  # installing the same pattern again succeeds
+        assert installed_patterns() == [docs]
+
+        with pytest.raises(ConfigurationError) as raised:
+            install(logs)
+        message = str(raised.value)
+        assert f"index template {index_name!r} already exists for {docs}" in message
+        assert "--name" in message
+        assert f"--pattern {docs!r} --pattern {logs!r}" in message
+        assert installed_patterns() == [docs]
+
+        install(docs, logs)
+        assert installed_patterns() == [docs, logs]
+    finally:
+        client.indices.delete_index_template(name=index_name, ignore=[404])
+        client.cluster.delete_component_template(
+            name=f"{index_name}-vector", ignore=[404]
+        )
