@@ -51,6 +51,12 @@ def _existing_settings_file() -> Path | None:
     path = settings_file_path()
     if path.is_file():
         return path
+    if path.is_dir() and os.environ.get(CONFIG_FILE_VARIABLE):
+        raise ConfigurationError(
+            f"settings file {str(path)!r} is a folder; {CONFIG_FILE_VARIABLE} names "
+            f"it, so point {CONFIG_FILE_VARIABLE} at a JSON file, or unset it to read "
+            f"{SETTINGS_FILE} in the working directory"
+        )
     if path.is_dir():
         raise ConfigurationError(
             f"settings file {str(path)!r} is a folder; settings are read from a JSON "

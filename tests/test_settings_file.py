@@ -93,6 +93,24 @@ def test_folder_in_place_of_file_is_an_error(
         Settings()
 
 
+def test_folder_from_variable_hints_at_variable(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OS_MLT_CONFIG_FILE", str(in_tmp))
+    with pytest.raises(ConfigurationError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert f"{str(in_tmp)!r} is a folder; OS_MLT_CONFIG_FILE names it" in message
+    assert "point OS_MLT_CONFIG_FILE at a JSON file" in message
+    assert "remove or rename the folder" not in message
+
+
+def test_folder_in_working_directory_hints_at_folder(in_tmp: Path) -> None:
+    (in_tmp / "os-mlt.json").mkdir()
+    with pytest.raises(ConfigurationError, match="remove or rename the folder"):
+        Settings()
+
+
 def test_empty_file_means_defaults(in_tmp: Path) -> None:
     (in_tmp / "os-mlt.json").write_text("\n", encoding="utf-8")
     assert Settings().fusion == "rrf"
