@@ -14,7 +14,8 @@ from typing import Any
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
 from pydantic import ValidationError
-from pydantic_settings import SettingsError
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -1117,6 +1118,56 @@ def _describe_cluster_error(error: TransportError) -> str:
     return text[:1000]
 
 
+def _describe_validation_error(error: ValidationError) -> list[str]:
+    """Return one line per invalid setting: its name, value, variable and the reason.
+
+    The value and the variable are named only for `Settings` and
+    `NodeSettings`, whose fields and variable prefix are known here.
+    """
+    from .node.settings import NodeSettings
+    from .settings_file import describe_error, rejected_value
+
+    models: dict[str, type[BaseSettings]] = {
+        model.__name__: model for model in (Settings, NodeSettings)
+    }
+    model = models.get(error.title)
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "settings"
+        line = f"invalid {location}"
+        if model is not None:
+            value = rejected_value(model, item)
+            if value is not None:
+                line += f" value {value}"
+            variable = _source_variable(model, item)
+            if variable is not None:
+                line += f" from {variable}"
+        lines.append(f"{line}: {describe_error(item)}")
+    return lines
+
+
+def _source_variable(model: type[BaseSettings], error: ErrorDetails) -> str | None:
+    """Return the environment variable that set the rejected value, or None.
+
+    A variable counts when it sets the error's top-level field and either
+    equals the rejected input or the error lies inside that field, such as
+    `weights.knn`. A command line option that overrides the variable with
+    another value does not match, so the variable is not named for it.
+    """
+    location = error["loc"]
+    if not location:
+        return None
+    prefix = model.model_config.get("env_prefix", "")
+    expected_name = f"{prefix}{location[0]}".upper()
+    for variable, text in os.environ.items():
+        # pydantic-settings matches variable names in any letter case.
+        if variable.upper() != expected_name:
+            continue
+        if len(location) > 1 or text == error["input"]:
+            return variable
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `os-mlt` and return its exit status."""
     parser = build_parser()
@@ -1141,13 +1192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print(f"error: {error}", markup=False, highlight=False)
         return 2
     except ValidationError as error:
-        for item in error.errors():
-            location = ".".join(str(part) for part in item["loc"]) or "settings"
-            errors.print(
-                f"error: invalid {location}: {item['msg']}",
-                markup=False,
-                highlight=False,
-            )
+        for line in _describe_validation_error(error):
+            errors.print(f"error: {line}", markup=False, highlight=False)
         return 2
     except ConfigurationError as error:
         errors.print(f"error: {error}", markup=False, highlight=False)

@@ -16,14 +16,15 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic_settings import JsonConfigSettingsSource
 
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
     from pydantic_settings import BaseSettings
 
 SETTINGS_FILE = "os-mlt.json"
@@ -69,6 +70,54 @@ def _existing_settings_file() -> Path | None:
             f"create it or unset {CONFIG_FILE_VARIABLE}"
         )
     return None
+
+
+BOOLEAN_VALUES = "true/false, 1/0, yes/no or on/off"
+"""Strings that pydantic reads as a boolean, in any letter case."""
+
+# Error types raised by the settings' own validators, whose messages quote the
+# rejected value themselves.
+_VALIDATOR_ERRORS = ("value_error", "assertion_error")
+
+# Longest rejected value quoted in full in an error message, in characters.
+_MAX_QUOTED_VALUE = 80
+
+
+def describe_error(error: ErrorDetails) -> str:
+    """Return the message of one pydantic error, listing the accepted booleans."""
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("bool_parsing", "bool_type"):
+        message += f"; use {BOOLEAN_VALUES}"
+    return message
+
+
+def rejected_value(model: type[BaseModel], error: ErrorDetails) -> str | None:
+    """Return the rejected input of one pydantic error, quoted, or None to leave it out.
+
+    The input is left out for a secret field such as the password. It is also
+    left out for an error of the whole model, because that input contains
+    every field, the password too, and for an error from a validator of ours,
+    because its message quotes the value.
+    """
+    location = error["loc"]
+    if not location or error["type"] in _VALIDATOR_ERRORS:
+        return None
+    field = model.model_fields.get(str(location[0]))
+    if field is None or _is_secret(field.annotation):
+        return None
+    text = repr(error["input"])
+    if len(text) > _MAX_QUOTED_VALUE:
+        text = text[: _MAX_QUOTED_VALUE - 3] + "..."
+    return text
+
+
+def _is_secret(annotation: Any) -> bool:
+    """Return whether a field type is, or contains, a pydantic secret type."""
+    if isinstance(annotation, type) and issubclass(
+        annotation, (SecretStr, SecretBytes)
+    ):
+        return True
+    return any(_is_secret(argument) for argument in get_args(annotation))
 
 
 # JSON names of the values `json.loads` returns.
@@ -139,15 +188,22 @@ def validate_settings_values(
             )
         except ValidationError as error:
             problems = [
-                item["msg"].removeprefix("Value error, ")
+                _describe_file_error(settings_cls, item)
                 for item in error.errors()
                 if item["loc"] and item["loc"][0] == key
             ]
             if problems:
                 raise ConfigurationError(
-                    f"settings file {str(path)!r} has an invalid {key!r}: "
-                    + "; ".join(problems)
+                    f"settings file {str(path)!r} has " + "; ".join(problems)
                 ) from error
+
+
+def _describe_file_error(settings_cls: type[BaseSettings], error: ErrorDetails) -> str:
+    """Describe one invalid value of a settings file: its key, the value and why."""
+    key = ".".join(str(part) for part in error["loc"])
+    value = rejected_value(settings_cls, error)
+    value_text = f" value {value}" if value is not None else ""
+    return f"an invalid {key!r}{value_text}: {describe_error(error)}"
 
 
 class JsonSettingsFileSource(JsonConfigSettingsSource):

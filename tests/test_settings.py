@@ -152,3 +152,86 @@ def test_device_must_be_a_torch_device() -> None:
     assert Settings(device="cuda:1").device == "cuda:1"
     with pytest.raises(ValueError, match="'tpu' is not a torch device"):
         Settings(device="tpu")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        pytest.param(
+            "OS_MLT_SCAN_BATCH_SIZE",
+            "abc",
+            "error: invalid scan_batch_size value 'abc' from OS_MLT_SCAN_BATCH_SIZE: "
+            "Input should be a valid integer",
+            id="integer",
+        ),
+        pytest.param(
+            "OS_MLT_SCAN_BATCH_SIZE",
+            "0",
+            "error: invalid scan_batch_size value '0' from OS_MLT_SCAN_BATCH_SIZE: "
+            "Input should be greater than or equal to 1",
+            id="below-minimum",
+        ),
+        pytest.param(
+            "OS_MLT_VERIFY_CERTS",
+            "maybe",
+            "error: invalid verify_certs value 'maybe' from OS_MLT_VERIFY_CERTS: ",
+            id="boolean",
+        ),
+        pytest.param(
+            "os_mlt_verify_certs",
+            "maybe",
+            "error: invalid verify_certs value 'maybe' from os_mlt_verify_certs: ",
+            id="lowercase-variable",
+        ),
+        pytest.param(
+            "OS_MLT_WEIGHTS",
+            "knn=abc",
+            "error: invalid weights.knn value 'abc' from OS_MLT_WEIGHTS: ",
+            id="nested",
+        ),
+        pytest.param(
+            "OS_MLT_DEVICE",
+            "tpu",
+            "error: invalid device from OS_MLT_DEVICE: device 'tpu' is not",
+            id="validator",
+        ),
+    ],
+)
+def test_cli_error_names_value_and_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    from os_mlt.cli import main
+
+    monkeypatch.setenv(variable, value)
+    assert main(["backfill", "--index", "products"]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert expected in errors
+    assert "Value error," not in errors
+
+
+def test_cli_boolean_error_lists_accepted_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from os_mlt.cli import main
+
+    monkeypatch.setenv("OS_MLT_VERIFY_CERTS", "maybe")
+    assert main(["backfill", "--index", "products"]) == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert "use true/false, 1/0, yes/no or on/off" in errors
+
+
+def test_cli_option_error_omits_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from os_mlt.cli import main
+
+    monkeypatch.setenv("OS_MLT_CATEGORICAL_WEIGHT", "0.5")
+    status = main(["similar", "a", "--index", "products", "--categorical-weight", "-1"])
+    assert status == 2
+    errors = " ".join(capsys.readouterr().err.split())
+    assert "invalid categorical_weight value -1.0: " in errors
+    assert "OS_MLT_CATEGORICAL_WEIGHT" not in errors

@@ -181,6 +181,46 @@ def test_invalid_value_names_file_and_key(
     assert reason in message
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            {"scan_batch_size": "abc"},
+            "has an invalid 'scan_batch_size' value 'abc': Input should be a valid "
+            "integer",
+            id="integer",
+        ),
+        pytest.param(
+            {"verify_certs": "maybe"},
+            "has an invalid 'verify_certs' value 'maybe': Input should be a valid "
+            "boolean, unable to interpret input; use true/false, 1/0, yes/no or on/off",
+            id="boolean",
+        ),
+        pytest.param(
+            {"weights": {"knn": "heavy"}},
+            "has an invalid 'weights.knn' value 'heavy': ",
+            id="nested",
+        ),
+    ],
+)
+def test_invalid_value_is_quoted(
+    in_tmp: Path, content: dict[str, object], expected: str
+) -> None:
+    write_json(in_tmp / "os-mlt.json", content)
+    with pytest.raises(ConfigurationError) as raised:
+        Settings()
+    assert expected in str(raised.value)
+
+
+def test_invalid_password_is_not_quoted(in_tmp: Path) -> None:
+    write_json(in_tmp / "os-mlt.json", {"username": "admin", "password": 271828})
+    with pytest.raises(ConfigurationError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert "has an invalid 'password': " in message
+    assert "271828" not in message
+
+
 def test_cross_field_checks_see_every_source(
     in_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

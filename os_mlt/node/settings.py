@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Root's home directory is not readable by the unprivileged account that runs
 # the node, so nodes started by root live here instead of under ~/.cache.
@@ -15,6 +17,13 @@ ROOT_NODES_DIR = Path("/var/lib/os-mlt/nodes")
 
 _VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(\.\d+)?(-[0-9A-Za-z.]+)?$")
 _HEAP_PATTERN = re.compile(r"^[1-9]\d*[kKmMgG]$")
+
+# An example value of each field read from a JSON variable, shown when the
+# variable is not valid JSON.
+_JSON_EXAMPLES = {
+    "extra_config": 'a JSON object such as {"thread_pool.write.queue_size": 10}',
+    "plugins": 'a JSON list such as ["neural-search"]',
+}
 
 
 def cache_dir() -> Path:
@@ -74,8 +83,25 @@ class NodeSettings(BaseSettings):
     user: str = "os-mlt"
     maven_repository_url: str = "https://repo1.maven.org/maven2"
     startup_timeout_s: float = 180
-    extra_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    plugins: list[str] = Field(default_factory=list)
+    # NoDecode hands the variables' text to `_parse_json`, whose error names
+    # the value, where pydantic-settings' own decoding error names neither.
+    extra_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict
+    )
+    plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("extra_config", "plugins", mode="before")
+    @classmethod
+    def _parse_json(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as error:
+            raise ValueError(
+                f"{value!r} is not valid JSON ({error}); write "
+                f"{_JSON_EXAMPLES[str(info.field_name)]}"
+            ) from error
 
     @field_validator("version", "knn_version")
     @classmethod

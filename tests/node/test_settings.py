@@ -84,3 +84,53 @@ def test_repository_url_trailing_slash_removed() -> None:
     settings = NodeSettings(maven_repository_url="https://mirror.example/maven2/")
 
     assert settings.maven_repository_url == "https://mirror.example/maven2"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        pytest.param(
+            "OS_MLT_NODE_HTTP_PORT",
+            "abc",
+            "error: invalid http_port value 'abc' from OS_MLT_NODE_HTTP_PORT: "
+            "Input should be a valid integer",
+            id="integer",
+        ),
+        pytest.param(
+            "OS_MLT_NODE_PLUGINS",
+            "neural-search",
+            "error: invalid plugins from OS_MLT_NODE_PLUGINS: 'neural-search' is "
+            "not valid JSON",
+            id="json-list",
+        ),
+        pytest.param(
+            "OS_MLT_NODE_EXTRA_CONFIG",
+            "a=1",
+            "error: invalid extra_config from OS_MLT_NODE_EXTRA_CONFIG: 'a=1' is "
+            "not valid JSON",
+            id="json-object",
+        ),
+    ],
+)
+def test_cli_node_error_names_value_and_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    from os_mlt.cli import main
+
+    monkeypatch.setenv(variable, value)
+    assert main(["node", "status"]) == 2
+    assert expected in " ".join(capsys.readouterr().err.split())
+
+
+def test_plugins_from_json_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_MLT_NODE_PLUGINS", '["neural-search"]')
+    monkeypatch.setenv("OS_MLT_NODE_EXTRA_CONFIG", '{"node.attr.zone": "a"}')
+
+    settings = NodeSettings()
+
+    assert settings.plugins == ["neural-search"]
+    assert settings.extra_config == {"node.attr.zone": "a"}
