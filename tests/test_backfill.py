@@ -17,6 +17,7 @@ from os_mlt.corpus import load_corpus, read_jsonl
 from os_mlt.errors import IndexNotFoundError
 from os_mlt.indexer import IndexBlockedError
 from os_mlt.indexer.report import MAX_REASON_CHARS
+from os_mlt.node.install import KNN_NATIVE_LIBRARIES_ATTRIBUTE
 
 from .conftest import DEBIAN_CORPUS, create_index
 
@@ -385,6 +386,49 @@ def test_migrate_copies_embeds_and_moves_alias(
     again = backfill(make_settings(), client=client, encoder=encoder)
     assert again.migration is None
     assert again.embedded == 0
+
+
+@pytest.mark.parametrize(
+    ("vector_mapping", "engine"),
+    [
+        (
+            {"type": "knn_vector", "dimension": 384, "space_type": "l2"},
+            "default (native)",
+        ),
+        (
+            {
+                "type": "knn_vector",
+                "dimension": 384,
+                "method": {"name": "hnsw", "engine": "faiss", "space_type": "l2"},
+            },
+            "faiss",
+        ),
+    ],
+)
+def test_native_engine_without_libraries_raises(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    vector_mapping: dict[str, Any],
+    engine: str,
+) -> None:
+    attributes = client.nodes.info(filter_path="nodes.*.attributes")["nodes"]
+    if all(
+        node.get("attributes", {}).get(KNN_NATIVE_LIBRARIES_ATTRIBUTE) != "false"
+        for node in attributes.values()
+    ):
+        pytest.skip("the node has the k-NN native libraries")
+    # The documents carry no vector, so the node builds no native graph.
+    mappings = {"properties": {"title": {"type": "text"}, "embedding": vector_mapping}}
+    create_index(
+        client, index_name, {"vlc": {"title": "media player"}}, mappings=mappings
+    )
+
+    with pytest.raises(MappingError, match='"engine": "lucene"') as raised:
+        backfill(make_settings(text_fields=["title"]), client=client, encoder=encoder)
+    assert f"uses the {engine} engine" in str(raised.value)
+    assert "embedding" not in client.get(index=index_name, id="vlc")["_source"]
 
 
 def test_dimension_mismatch_raises_before_writing(

@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from opensearchpy import NotFoundError, OpenSearch
+from opensearchpy import NotFoundError, OpenSearch, TransportError
 
 from ..errors import IndexBlockedError, IndexNotFoundError, MappingError
+from ..node.install import KNN_NATIVE_LIBRARIES_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 
@@ -201,14 +202,29 @@ def ensure_vector_mapping(
     With `dry_run` the existing mapping is checked and nothing is changed.
 
     Raises:
-        MappingError: The field exists with another type or dimension.
+        MappingError: The field exists with another type or dimension, or
+            with an engine the cluster's k-NN plugin cannot run.
     """
     mappings = client.indices.get_mapping(index=",".join(indices))
+    native_engines: bool | None = None
     for index in indices:
         properties = mappings.get(index, {}).get("mappings", {}).get("properties", {})
         existing = _field_mapping(properties, vector_field)
         if existing is not None:
             _check_existing_vector(index, vector_field, existing, dimension)
+            if _engine(existing) not in _JAVA_ENGINES:
+                if native_engines is None:
+                    native_engines = _native_engines_available(client)
+                if not native_engines:
+                    raise MappingError(
+                        f"field {vector_field!r} in index {index!r} uses the "
+                        f"{_engine(existing)} engine, but this cluster's k-NN plugin has "
+                        "no native libraries (a node started by os-mlt node start), and "
+                        "the node stops at the first refresh of such a vector. Create the "
+                        'index with "method": {"name": "hnsw", "engine": "lucene"} on the '
+                        "field, or use another vector field name, or a node from the "
+                        "OpenSearch Docker image"
+                    )
         elif not dry_run:
             logger.info(
                 "Adding knn_vector field %s (dimension %d) to %s",
@@ -225,6 +241,37 @@ def ensure_vector_mapping(
             additions.update(_properties_for(meta_field, meta_field_mapping()))
         if additions and not dry_run:
             client.indices.put_mapping(index=index, body={"properties": additions})
+
+
+# Engines implemented in Java, which need no native library on the node.
+_JAVA_ENGINES = ("lucene", "jvector")
+
+
+def _engine(mapping: dict[str, Any]) -> str:
+    """Return the engine of a `knn_vector` mapping.
+
+    A field without `method.engine` uses the k-NN plugin's default, a native
+    engine (faiss in 3.x, nmslib or faiss in 2.x), and so does a trained model.
+    """
+    method = mapping.get("method") or {}
+    engine = method.get("engine")
+    return str(engine) if engine else "default (native)"
+
+
+def _native_engines_available(client: OpenSearch) -> bool:
+    """Return False when a node reports that its k-NN native libraries are missing."""
+    try:
+        response = client.nodes.info(filter_path="nodes.*.attributes")
+    except TransportError as error:
+        # Without the monitor privilege the attribute cannot be read; a
+        # production node has the native libraries.
+        logger.debug("Reading node attributes failed: %s", error)
+        return True
+    for node in response.get("nodes", {}).values():
+        attributes = node.get("attributes", {})
+        if attributes.get(KNN_NATIVE_LIBRARIES_ATTRIBUTE) == "false":
+            return False
+    return True
 
 
 def _check_existing_vector(

@@ -21,6 +21,10 @@ from os_mlt.node.steps import StepLog, report
 logger = logging.getLogger(__name__)
 
 CLUSTER_NAME = "os-mlt-local"
+
+# Node attribute set to "false" on nodes whose k-NN plugin lacks its native
+# libraries, read by the backfill's mapping check.
+KNN_NATIVE_LIBRARIES_ATTRIBUTE = "knn_native_libraries"
 """Cluster and node name, which also identifies an os-mlt node on a port."""
 
 KNN_PLUGIN = "opensearch-knn"
@@ -237,6 +241,10 @@ path.logs: {json.dumps(str(layout.logs_dir))}
 # The disk watermarks make every index read-only once the disk is 95% full,
 # which a small development disk reaches easily, so disk usage is ignored.
 cluster.routing.allocation.disk.threshold_enabled: false
+# The k-NN plugin zip on Maven Central has no native libraries, so a faiss or
+# nmslib field stops this node at its first refresh. The backfill reads this
+# attribute and rejects such a field before writing a vector.
+node.attr.{KNN_NATIVE_LIBRARIES_ATTRIBUTE}: "false"
 """
     for key, value in sorted(settings.extra_config.items()):
         config += f"{key}: {json.dumps(value)}\n"
