@@ -556,6 +556,24 @@ def test_example_lookup_failing_on_shards_raises(
     assert not isinstance(raised.value, DocumentNotFoundError)
 
 
+@pytest.mark.parametrize(
+    "bad_range", [Range("size", gte="abc"), Range("released", gte="not-a-date")]
+)
+def test_filter_value_of_wrong_type_is_named(
+    hybrid_index: Settings, client: OpenSearch, bad_range: Range
+) -> None:
+    with pytest.raises(OsMltError, match="check that each filter value fits") as raised:
+        hybrid_similar(
+            "scipy",
+            k=5,
+            filters=[bad_range],
+            execution="client",
+            settings=hybrid_index,
+            client=client,
+        )
+    assert f'"{bad_range.field}"' in str(raised.value)
+
+
 def test_num_candidates_above_knn_limit_raises(
     hybrid_index: Settings, client: OpenSearch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -421,7 +422,9 @@ def _search_and_fuse(
             logger.warning("%s; fusing client-side instead", error)
 
     if fused is None:
-        *knn_lists, mlt_hits = _msearch(client, name, [*knn_bodies, mlt_body])
+        *knn_lists, mlt_hits = _msearch(
+            client, name, [*knn_bodies, mlt_body], filters=[*positive, *negative]
+        )
         knn_hits = _closest_example(knn_lists, window.num_candidates)
         fused = _fuse(
             knn_hits,
@@ -1038,8 +1041,17 @@ def _encode_example(
     return vector
 
 
+# Reasons of a 400 that a filter value of the wrong type for its field causes,
+# such as a number range on text or an unparsable date (OpenSearch 2.19, 3.5).
+_BAD_FILTER_VALUE_REASONS = ("failed to create query", "failed to parse date field")
+
+
 def _msearch(
-    client: OpenSearch, index: str, bodies: Sequence[dict[str, Any]]
+    client: OpenSearch,
+    index: str,
+    bodies: Sequence[dict[str, Any]],
+    *,
+    filters: Sequence[dict[str, Any]] = (),
 ) -> list[list[dict[str, Any]]]:
     lines: list[dict[str, Any]] = []
     for body in bodies:
@@ -1058,6 +1070,14 @@ def _msearch(
             hint = ""
             if "not knn_vector type" in str(reason):
                 hint = "; the index has no vector field yet, so run `os-mlt backfill` on it first"
+            elif filters and any(
+                text in str(reason) for text in _BAD_FILTER_VALUE_REASONS
+            ):
+                hint = (
+                    f"; check that each filter value fits its field's type "
+                    f"(GET {index}/_mapping shows the types). Filters sent: "
+                    f"{json.dumps(list(filters))[:500]}"
+                )
             raise OsMltError(f"search on {index!r} failed: {reason}{hint}")
         results.append(item["hits"]["hits"])
     return results
