@@ -36,6 +36,9 @@ from os_mlt.node.steps import StepLog, report
 logger = logging.getLogger(__name__)
 
 _HEALTHY = ("green", "yellow")
+# How long a starting node may stay red with no shard recovering before the
+# start fails: a primary that cannot be assigned keeps it red for good.
+_RED_GRACE_S = 30.0
 _STATUS_TIMEOUT_S = 5.0
 _TAIL_LINES = 30
 
@@ -322,11 +325,14 @@ def _wait_for_health(
     """Poll the cluster health until it is yellow or green.
 
     Raises:
-        NodeError: The process exited, or `settings.startup_timeout_s` passed.
-            A process launched by this call is stopped before raising.
+        NodeError: The process exited, or `settings.startup_timeout_s` passed,
+            and a process launched by this call is stopped before raising. Or
+            the cluster stayed red with no shard recovering, and the node is
+            left running for inspection.
     """
     report(logger, log, "Waiting for cluster health")
     deadline = time.monotonic() + settings.startup_timeout_s
+    red_since: float | None = None
     while True:
         if process is not None and process.poll() is not None:
             raise NodeError(
@@ -343,6 +349,12 @@ def _wait_for_health(
         health = _cluster_health(settings, "?wait_for_status=yellow&timeout=1s")
         if health in _HEALTHY:
             return
+        if health == "red" and not _shards_initializing(settings):
+            red_since = red_since if red_since is not None else time.monotonic()
+            if time.monotonic() - red_since >= _RED_GRACE_S:
+                raise NodeError(_red_message(settings))
+        else:
+            red_since = None
 
         if time.monotonic() >= deadline:
             stopped = ""
@@ -359,6 +371,44 @@ def _wait_for_health(
             )
         if health is None:
             time.sleep(0.5)
+
+
+def _shards_initializing(settings: NodeSettings) -> bool:
+    """Return whether shards are still recovering, as after an unclean stop."""
+    reply = get_json(f"{settings.url}/_cluster/health", timeout_s=_STATUS_TIMEOUT_S)
+    if reply is None or reply.body is None:
+        return True
+    count = reply.body.get("initializing_shards")
+    return not isinstance(count, int) or count > 0
+
+
+def _red_message(settings: NodeSettings) -> str:
+    """Describe a node that runs but stays red, naming the first unassigned shard."""
+    explain = get_json(
+        f"{settings.url}/_cluster/allocation/explain", timeout_s=_STATUS_TIMEOUT_S
+    )
+    shard = ""
+    if explain is not None and isinstance(explain.body, dict):
+        body = explain.body
+        unassigned = body.get("unassigned_info")
+        reason = (
+            unassigned.get("reason", "unknown reason")
+            if isinstance(unassigned, dict)
+            else "unknown reason"
+        )
+        explanation = body.get("allocate_explanation")
+        shard = (
+            f" Shard {body.get('shard')} of index {body.get('index')!r} is "
+            f"unassigned ({reason})" + (f": {explanation}." if explanation else ".")
+        )
+    return (
+        f"OpenSearch on {settings.url} runs, but its health stayed red for "
+        f"{_RED_GRACE_S:g} s: a primary shard cannot be assigned.{shard} The node is "
+        f"left running so you can inspect it: GET _cluster/allocation/explain gives "
+        "the cause, and deleting or restoring the red index (GET _cat/indices?health=red "
+        f"lists them) makes it yellow. Stop it with os-mlt node stop --port "
+        f"{settings.http_port}."
+    )
 
 
 def _console_excerpt(layout: NodeLayout) -> str:

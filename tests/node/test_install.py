@@ -121,6 +121,7 @@ def test_write_config_rewrites_whole_file(tmp_path: Path) -> None:
     assert "discovery.type: single-node\n" in config
     assert f'path.data: "{layout.data_dir}"\n' in config
     assert "cluster.routing.allocation.disk.threshold_enabled: false\n" in config
+    assert 'node.attr.knn_native_libraries: "false"\n' in config
     assert "plugins.security" not in config
     options = layout.config_dir / "jvm.options.d" / "os-mlt.options"
     assert options.read_text(encoding="utf-8") == "-Xms768m\n-Xmx768m\n"

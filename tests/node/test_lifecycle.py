@@ -126,6 +126,45 @@ def test_node_runs_as_unprivileged_account(
     assert account.pw_uid != 0
 
 
+def send(method: str, url: str, body: object | None = None) -> object:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_start_with_red_index_leaves_node_running(
+    running: node.NodeStatus, settings: node.NodeSettings
+) -> None:
+    # An allocation filter that no node matches keeps the primary unassigned.
+    red_index = "os-mlt-test-red"
+    send(
+        "PUT",
+        f"{running.url}/{red_index}?wait_for_active_shards=0",
+        {
+            "settings": {
+                "index.number_of_replicas": 0,
+                "index.routing.allocation.require._name": "no-such-node",
+            }
+        },
+    )
+    node.stop(settings)
+    try:
+        with pytest.raises(NodeError) as caught:
+            node.start(settings)
+
+        message = str(caught.value)
+        assert "health stayed red" in message
+        assert f"index {red_index!r} is unassigned" in message
+        assert f"os-mlt node stop --port {NODE_PORT}" in message
+        assert node.status(settings).running is True
+    finally:
+        send("DELETE", f"{running.url}/{red_index}")
+    assert node.start(settings).health in {"green", "yellow"}
+
+
 def test_stop_stops_node(running: node.NodeStatus, settings: node.NodeSettings) -> None:
     assert running.pid is not None
     pid_file = running.home / "opensearch.pid"
