@@ -345,6 +345,19 @@ def test_document_without_vector_raises(
         client.delete(index=hybrid_index.index, id="fresh", refresh=True)
 
 
+def test_document_without_text_raises(
+    hybrid_index: Settings, client: OpenSearch
+) -> None:
+    client.index(
+        index=hybrid_index.index, id="no-text", body={"title": ""}, refresh=True
+    )
+    try:
+        with pytest.raises(VectorMissingError, match="has no text in title, body"):
+            hybrid_similar("no-text", settings=hybrid_index, client=client)
+    finally:
+        client.delete(index=hybrid_index.index, id="no-text", refresh=True)
+
+
 def test_invalid_arguments_raise(hybrid_index: Settings, client: OpenSearch) -> None:
     with pytest.raises(ConfigurationError, match="k must be at least 1"):
         hybrid_similar("scipy", k=0, settings=hybrid_index, client=client)
@@ -695,6 +708,14 @@ def test_lookup_by_business_key(
     assert result.doc_id == f"doc-{list(DOCUMENTS).index('vlc')}"
     with pytest.raises(DocumentNotFoundError, match='q=sku:"SKU-none"'):
         hybrid_similar("SKU-none", id_field="sku", settings=settings, client=client)
+    client.index(
+        index=index_name,
+        id="second-vlc",
+        body={**DOCUMENTS["vlc"], "sku": "SKU-vlc"},
+        refresh=True,
+    )
+    with pytest.raises(ConfigurationError, match="field 'sku' is not unique"):
+        hybrid_similar("SKU-vlc", id_field="sku", settings=settings, client=client)
 
 
 def test_similar_to_text(

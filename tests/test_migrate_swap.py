@@ -494,3 +494,34 @@ def test_every_alias_of_the_old_index_moves(
     client.indices.refresh(index=new_index)
     assert client.exists(index=new_index, id="through-other")
     assert not client.exists(index=concrete, id="through-other")
+
+
+def test_alias_over_two_indices_migrates_one_by_one(
+    client: OpenSearch,
+    encoder: Encoder,
+    make_settings: Callable[..., Settings],
+    old_index: tuple[str, str, dict[str, dict[str, Any]]],
+) -> None:
+    alias, concrete, _ = old_index
+    second = f"{alias}-000002"
+    shared = f"{alias}-shared"
+    client.indices.create(index=second, body={"settings": {"number_of_replicas": 0}})
+    client.index(index=second, id="extra", body={"title": "another package"})
+    client.indices.put_alias(index=f"{concrete},{second}", name=shared)
+
+    with pytest.raises(MappingError, match="alias over one index only") as raised:
+        backfill(
+            make_settings(index=shared), client=client, encoder=encoder, migrate=True
+        )
+    assert "also moves this alias" in str(raised.value)
+    assert not client.indices.exists(index=f"{concrete}-knn")
+
+    # The advice: migrate through the index's own alias, which moves the shared one.
+    report = backfill(
+        make_settings(index=alias), client=client, encoder=encoder, migrate=True
+    )
+
+    assert report.ok, report.failed_items
+    assert shared in report.moved_aliases
+    behind_shared = set(client.indices.get_alias(name=shared))
+    assert behind_shared == {f"{concrete}-knn", second}

@@ -170,7 +170,9 @@ def check_migratable(target: IndexTarget) -> str:
         raise MappingError(
             f"alias {target.name!r} points at {len(target.indices)} indices "
             f"({', '.join(target.indices)}), and some lack index.knn: true; "
-            "--migrate handles an alias over one index only"
+            "--migrate handles an alias over one index only. Give each index "
+            "without index.knn an alias of its own and run --migrate on that: each "
+            "migration also moves this alias to the index's k-NN copy"
         )
     return target.indices[0]
 

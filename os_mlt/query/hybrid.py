@@ -909,9 +909,16 @@ def _fetch_examples(
             holders = ", ".join(
                 f"{hit['_index']}/{hit['_id']}" for hit in found[doc_id]
             )
+            if len({hit["_index"] for hit in found[doc_id]}) > 1:
+                fix = "name one concrete index with --index, or use a unique id field"
+            else:
+                fix = (
+                    f"field {id_field!r} is not unique in that index; look the "
+                    "document up by _id, or use a field with one value per document"
+                )
             raise ConfigurationError(
                 f"id {doc_id!r} matches several documents behind {name!r} ({holders}); "
-                "name one concrete index with --index, or use a unique id field"
+                f"{fix}"
             )
     return [found[doc_id][0] for doc_id in ids], SearchRequest("", name, body)
 
@@ -1024,6 +1031,12 @@ def _encode_example(
             embedded it with another model.
     """
     meta = example["_source"].get(settings.meta_field) or {}
+    if not meta and not document_text(example["_source"], settings.text_fields):
+        raise VectorMissingError(
+            f"document {example['_id']!r} in {example['_index']!r} has no text in "
+            f"{', '.join(settings.text_fields)}, so the backfill gives it no vector; "
+            "choose an example with text, or set the text fields that it uses"
+        )
     if not meta:
         raise VectorMissingError(
             f"document {example['_id']!r} in {example['_index']!r} has no vector in "
@@ -1069,7 +1082,11 @@ def _msearch(
             )
             hint = ""
             if "not knn_vector type" in str(reason):
-                hint = "; the index has no vector field yet, so run `os-mlt backfill` on it first"
+                hint = (
+                    "; the index has no vector field yet, so run `os-mlt backfill` on "
+                    "it first (on an index created without index.knn, through an "
+                    "alias with --migrate)"
+                )
             elif filters and any(
                 text in str(reason) for text in _BAD_FILTER_VALUE_REASONS
             ):
