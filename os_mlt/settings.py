@@ -253,6 +253,17 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("ca_certs")
+    @classmethod
+    def _check_ca_certs(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(
+                f"CA certificate file {str(value)!r} does not exist or is not a file; "
+                "set OS_MLT_CA_CERTS (Python: ca_certs) to the PEM file of the "
+                "authority that signed the cluster's certificate"
+            )
+        return value
+
     @field_validator("vector_field")
     @classmethod
     def _check_vector_field(cls, value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -115,6 +116,17 @@ def test_unknown_variable_is_logged_once(
     assert len(warnings) == 1
     assert "OS_MLT_TEXT_FIELD:" in warnings[0]
     assert "did you mean OS_MLT_TEXT_FIELDS?" in warnings[0]
+
+
+def test_missing_ca_file_is_rejected(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ValidationError, match="CA certificate file .*missing.pem"):
+        Settings(ca_certs=missing)
+    with pytest.raises(ValidationError, match="is not a file"):
+        Settings(ca_certs=tmp_path)
+    present = tmp_path / "ca.pem"
+    present.write_text("-----BEGIN CERTIFICATE-----\n", encoding="ascii")
+    assert Settings(ca_certs=present).ca_certs == present
 
 
 def test_require_index_names_the_fix() -> None:
