@@ -126,7 +126,14 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
         )
 
     console.print(report.summary())
-    if report.migration is not None:
+    if report.migration is not None and report.dry_run:
+        migration = report.migration
+        console.print(
+            f"A real run would copy {migration.source_index} into "
+            f"{migration.new_index}, embed the copy and move every alias of "
+            f"{migration.source_index} to it."
+        )
+    elif report.migration is not None:
         migration = report.migration
         if len(report.moved_aliases) > 1:
             aliases = f"aliases {', '.join(report.moved_aliases)} now point at {migration.new_index}"
@@ -138,6 +145,13 @@ def run_backfill(settings: Settings, *, migrate: bool, dry_run: bool = False) ->
             f"Copied {migration.source_index} into {migration.new_index}; {aliases}. "
             f"{migration.source_index} is kept: delete it when you no longer need it."
         )
+        if report.write_block_carried:
+            console.print(
+                f"{migration.source_index} had index.blocks.write: true, so "
+                f"{migration.new_index} has it too; clear it with PUT "
+                f'{migration.new_index}/_settings {{"index.blocks.write": null}} '
+                "when writes should resume."
+            )
     if report.reconciliation is not None:
         console.print(f"Compared with the old index {report.reconciliation.summary()}.")
     for issue in report.skipped_items:
@@ -364,6 +378,11 @@ def _cmd_node(args: argparse.Namespace) -> int:
         console.print(
             f"OpenSearch {status.version} is {status.health} at {status.url} (pid {status.pid})"
         )
+        if status.url not in Settings().hosts:
+            console.print(
+                f"Other os-mlt commands reach it with --hosts {status.url} or "
+                f"OS_MLT_HOSTS={status.url}"
+            )
     elif args.action == "stop":
         stopped = node.stop(settings)
         console.print("Stopped the node" if stopped else "No node was running")
@@ -420,6 +439,11 @@ def _cmd_templates(args: argparse.Namespace) -> int:
     from .templates import install_templates
 
     settings = _settings(args)
+    if args.dimension is not None and args.dimension < 1:
+        raise ConfigurationError(
+            f"--dimension {args.dimension} is invalid; give a positive number, or "
+            "leave it out to use the model's dimension"
+        )
     dimension = args.dimension or Encoder(settings.model).dimension
     component, template = install_templates(
         make_client(settings),
@@ -1114,7 +1138,13 @@ def _describe_cluster_error(error: TransportError) -> str:
             "; check the index name (GET _cat/indices and GET _cat/aliases list them)"
         )
     elif kind == "index_closed_exception":
-        text += "; open the index (POST INDEX/_open) and run again"
+        index = root.get("index") if isinstance(body, dict) else None
+        text += f"; open the index (POST {index or '<index>'}/_open) and run again"
+    elif kind == "cluster_block_exception":
+        text += (
+            "; GET _all/_settings?filter_path=**.blocks lists the blocks, and PUT "
+            '<index>/_settings {"index.blocks.<block>": null} clears one'
+        )
     return text[:1000]
 
 

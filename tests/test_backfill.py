@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -558,6 +559,27 @@ def test_write_blocks_stop_before_reading(
     assert "embedding" not in mapping.get("properties", {})
 
 
+def test_dry_run_warns_about_write_block(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    create_index(client, index_name, DOCUMENTS)
+    client.indices.put_settings(index=index_name, body={"index.blocks.write": True})
+    try:
+        with caplog.at_level(logging.WARNING, logger="os_mlt.indexer.backfill"):
+            report = backfill(
+                make_settings(), client=client, encoder=encoder, dry_run=True
+            )
+    finally:
+        client.indices.put_settings(index=index_name, body={"index.blocks.write": None})
+    assert report.pending == len(EMBEDDABLE)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any("A real run would stop here" in text for text in warnings)
+
+
 def test_dry_run_changes_nothing(
     client: OpenSearch,
     encoder: Encoder,
@@ -602,11 +624,27 @@ def test_dry_run_of_migration_creates_no_index(
     create_index(client, concrete, DOCUMENTS, knn=False)
     client.indices.put_alias(index=concrete, name=index_name)
 
+    filtered = f"{index_name}-scipy"
+    client.indices.put_alias(
+        index=concrete, name=filtered, body={"filter": {"ids": {"values": ["scipy"]}}}
+    )
+
     report = backfill(
         make_settings(), client=client, encoder=encoder, migrate=True, dry_run=True
     )
+    through_filter = backfill(
+        make_settings(index=filtered),
+        client=client,
+        encoder=encoder,
+        migrate=True,
+        dry_run=True,
+    )
 
     assert report.pending == len(EMBEDDABLE)
+    assert report.migration is not None
+    assert report.migration.new_index == f"{concrete}-knn"
+    # The copy would take the whole index, not only what the filter shows.
+    assert through_filter.pending == len(EMBEDDABLE)
     assert not client.indices.exists(index=f"{concrete}-knn")
     assert list(client.indices.get_alias(name=index_name)) == [concrete]
 

@@ -456,6 +456,22 @@ def test_cli_reports_missing_document(
     assert "no document has _id 'nope'" in capsys.readouterr().err
 
 
+def test_cli_names_closed_index(
+    client: OpenSearch,
+    encoder: Encoder,
+    index_name: str,
+    opensearch_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_index(client, index_name, {"vlc": DOCUMENTS["vlc"]})
+    client.indices.close(index=index_name)
+
+    status = main(["similar", "vlc", "--hosts", opensearch_url, "--index", index_name])
+
+    assert status == 1
+    assert f"POST {index_name}/_open" in capsys.readouterr().err
+
+
 def test_cli_rejects_bad_filter(
     hybrid_index: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,35 @@ def test_cli_templates_need_a_pattern(
     assert status == 2
     assert "no index pattern given" in capsys.readouterr().err
     assert not client.cluster.exists_component_template(name="os-mlt-vector")
+
+
+@pytest.mark.parametrize("dimension", ["0", "-5"])
+def test_cli_templates_reject_invalid_dimension(
+    client: OpenSearch,
+    opensearch_url: str,
+    capsys: pytest.CaptureFixture[str],
+    dimension: str,
+) -> None:
+    from os_mlt.cli import main
+
+    name = f"os-mlt-test-{uuid.uuid4().hex[:8]}"
+    status = main(
+        [
+            "templates",
+            "install",
+            "--hosts",
+            opensearch_url,
+            "--pattern",
+            f"{name}-*",
+            "--name",
+            name,
+            "--dimension",
+            dimension,
+        ]
+    )
+    assert status == 2
+    assert f"--dimension {dimension} is invalid" in capsys.readouterr().err
+    assert not client.indices.exists_index_template(name=name)
 
 
 @pytest.mark.parametrize("pattern", ["", "  "])

@@ -18,6 +18,7 @@ import pytest
 from opensearchpy import OpenSearch, helpers
 
 from os_mlt import Encoder, MappingError, Settings, backfill, document_text
+from os_mlt.cli import main
 from os_mlt.corpus import read_jsonl
 from os_mlt.encoder import text_hash
 from os_mlt.indexer import IndexBlockedError
@@ -315,17 +316,21 @@ def test_old_write_block_is_carried_over(
     encoder: Encoder,
     make_settings: Callable[..., Settings],
     old_index: tuple[str, str, dict[str, dict[str, Any]]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     alias, concrete, documents = old_index
     client.indices.put_settings(index=concrete, body={"index.blocks.write": True})
+    settings = make_settings(index=alias)
 
-    report = backfill(
-        make_settings(index=alias), client=client, encoder=encoder, migrate=True
+    status = main(
+        ["backfill", "--migrate", "--hosts", settings.hosts[0], "--index", alias]
     )
 
-    assert report.ok, report.failed_items
-    assert report.alias_moved
+    assert status == 0
+    output = " ".join(capsys.readouterr().out.split())
     new_index = f"{concrete}-knn"
+    assert f"now points at {new_index}" in output
+    assert f"{new_index} has it too; clear it with PUT {new_index}/_settings" in output
     blocks = client.indices.get_settings(index=new_index, flat_settings=True)[
         new_index
     ]["settings"]
@@ -482,6 +487,7 @@ def test_every_alias_of_the_old_index_moves(
     assert report.migration is not None
     new_index = report.migration.new_index
     assert report.moved_aliases == [alias, filtered, other]
+    assert not report.write_block_carried
     assert client.indices.get_alias(index=concrete)[concrete]["aliases"] == {}
     aliases = client.indices.get_alias(index=new_index)[new_index]["aliases"]
     assert aliases[alias] == {}

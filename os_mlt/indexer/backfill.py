@@ -168,9 +168,16 @@ def backfill(
         if not migrate:
             raise knn_missing_error(target)
         if dry_run:
-            # A copy would hold no vectors yet, so every document with text is pending.
-            check_migratable(target)
-            return _dry_run(client, settings, encoder, name, name, progress, started)
+            # A copy would hold no vectors yet, so every document with text is
+            # pending. The copy takes the whole index, even behind a filtered alias.
+            source = check_migratable(target)
+            report = _dry_run(
+                client, settings, encoder, name, source, progress, started
+            )
+            report.migration = Migration(
+                alias=name, source_index=source, new_index=f"{source}-knn", copied=0
+            )
+            return report
         migration = prepare_migration(
             client,
             target,
@@ -181,8 +188,12 @@ def backfill(
         )
         scan_name = migration.new_index
     else:
-        if not dry_run:
+        try:
             check_writable(client, target.indices)
+        except IndexBlockedError as error:
+            if not dry_run:
+                raise
+            logger.warning("A real run would stop here: %s", error)
         ensure_vector_mapping(
             client,
             target.indices,
@@ -216,9 +227,9 @@ def backfill(
         if report.reconciliation is not None and report.reconciliation.copied:
             _embed_pass(client, settings, encoder, migration.new_index, report)
             client.indices.refresh(index=migration.new_index)
-        carry_write_block(client, migration)
+        report.write_block_carried = carry_write_block(client, migration)
     elif unfinished is not None:
-        carry_write_block(client, unfinished)
+        report.write_block_carried = carry_write_block(client, unfinished)
     if migration is not None and not report.alias_moved:
         logger.warning(
             "Alias %s still points at %s because %d documents failed; fix them and run again",
@@ -823,8 +834,9 @@ def _unblock_hint(index: str, reason: str) -> str:
     """Name the setting that clears the block described in `reason`."""
     if "read_only_allow_delete" in reason or "flood" in reason:
         return (
-            "The disk filled up: free space, then clear the block with PUT "
-            f'{index}/_settings {{"index.blocks.read_only_allow_delete": null}}'
+            "If the flood-stage disk watermark set it, free disk space first; "
+            f"clear the block with PUT {index}/_settings "
+            '{"index.blocks.read_only_allow_delete": null}'
         )
     if "index write" in reason:
         return f'Clear the write block with PUT {index}/_settings {{"index.blocks.write": false}}'

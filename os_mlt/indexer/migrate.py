@@ -203,8 +203,11 @@ def _check_alias_can_move(client: OpenSearch, source: str) -> None:
             )
 
 
-def carry_write_block(client: OpenSearch, migration: Migration) -> None:
-    """Put the old index's write block, if any, on the k-NN copy once it is complete."""
+def carry_write_block(client: OpenSearch, migration: Migration) -> bool:
+    """Put the old index's write block, if any, on the k-NN copy once it is complete.
+
+    Returns whether the old index had the block.
+    """
     flat = client.indices.get_settings(
         index=migration.source_index, flat_settings=True
     )[migration.source_index]["settings"]
@@ -217,6 +220,8 @@ def carry_write_block(client: OpenSearch, migration: Migration) -> None:
         client.indices.put_settings(
             index=migration.new_index, body={"index.blocks.write": True}
         )
+        return True
+    return False
 
 
 def _new_index_body(

@@ -58,6 +58,8 @@ class BackfillReport:
         migration: The k-NN copy the alias moved to, when the run migrated.
         moved_aliases: The aliases the migration moved to its k-NN copy: the
             one given first, then every other alias of the old index.
+        write_block_carried: True when the old index had `index.blocks.write`
+            and the migration put it on the k-NN copy too.
         reconciliation: What the comparison with the old index after the alias
             swap changed, when one ran.
         dry_run: True when nothing was written.
@@ -78,6 +80,7 @@ class BackfillReport:
     seconds: float = 0.0
     migration: Migration | None = None
     moved_aliases: list[str] = field(default_factory=list)
+    write_block_carried: bool = False
     reconciliation: Reconciliation | None = None
     dry_run: bool = False
 

@@ -100,6 +100,24 @@ def test_start_other_version_on_busy_port(
     assert node.status(settings).pid == running.pid
 
 
+def test_cli_start_names_hosts_for_other_port(
+    running: node.NodeStatus,
+    settings: node.NodeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from os_mlt.cli import main
+
+    monkeypatch.setenv("OS_MLT_NODE_HOME", str(settings.home))
+    monkeypatch.delenv("OS_MLT_HOSTS", raising=False)
+
+    status = main(["node", "start", "--port", str(NODE_PORT)])
+
+    assert status == 0
+    output = " ".join(capsys.readouterr().out.split())
+    assert f"--hosts {running.url} or OS_MLT_HOSTS={running.url}" in output
+
+
 def test_status_reports_running(
     running: node.NodeStatus, settings: node.NodeSettings
 ) -> None:
