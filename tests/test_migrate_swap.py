@@ -8,6 +8,7 @@ right after the swap are made by wrapping the real client's `update_aliases`.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import uuid
@@ -198,6 +199,7 @@ def test_comparison_resumes_after_kill(
     make_settings: Callable[..., Settings],
     old_index: tuple[str, str, dict[str, dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     alias, concrete, documents = old_index
     changed, deleted = _pick(documents, False, 2)
@@ -218,6 +220,12 @@ def test_comparison_resumes_after_kill(
     new_index = f"{concrete}-knn"
     assert list(client.indices.get_alias(name=alias)) == [new_index]
     assert client.exists(index=alias, id=deleted, routing=_routing(deleted))
+    with caplog.at_level(logging.WARNING, logger="os_mlt.indexer.backfill"):
+        backfill(settings, client=client, encoder=encoder, dry_run=True)
+    assert any(
+        "stopped right after moving the alias" in record.getMessage()
+        for record in caplog.records
+    )
 
     report = backfill(settings, client=client, encoder=encoder)
 

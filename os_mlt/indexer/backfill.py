@@ -203,6 +203,17 @@ def backfill(
             dry_run=dry_run,
         )
         if dry_run:
+            if target.is_alias and len(target.indices) == 1:
+                pending = pending_reconciliation(client, name, target.indices[0])
+                if pending is not None:
+                    logger.warning(
+                        "The migration from %s stopped right after moving the alias, "
+                        "so %s may still show documents deleted from %s meanwhile; "
+                        "a real run compares the two indices first",
+                        pending.source_index,
+                        name,
+                        pending.source_index,
+                    )
             return _dry_run(client, settings, encoder, name, name, progress, started)
 
     report = BackfillReport(index=name, migration=migration)
