@@ -424,7 +424,7 @@ def test_run_killed_during_copy_keeps_later_writes(
     _assert_vectors_match_text(new, encoder)
 
 
-def test_migrate_rejects_a_name_too_long_for_the_copy(
+def test_copy_name_too_long_rejected(
     client: OpenSearch,
     encoder: Encoder,
     make_settings: Callable[..., Settings],

@@ -41,6 +41,7 @@ from .migrate import (
     Migration,
     carry_write_block,
     check_migratable,
+    knn_copy_name,
     knn_missing_error,
     prepare_migration,
     swap_alias,
@@ -175,7 +176,10 @@ def backfill(
                 client, settings, encoder, name, source, progress, started
             )
             report.migration = Migration(
-                alias=name, source_index=source, new_index=f"{source}-knn", copied=0
+                alias=name,
+                source_index=source,
+                new_index=knn_copy_name(source),
+                copied=0,
             )
             return report
         migration = prepare_migration(

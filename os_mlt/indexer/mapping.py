@@ -169,19 +169,30 @@ _WRITE_BLOCKS = {
 }
 
 
+def enabled_blocks(client: OpenSearch, indices: tuple[str, ...]) -> dict[str, set[str]]:
+    """Return the `index.blocks.*` settings that are true, per index, in one request."""
+    response = client.indices.get_settings(
+        index=",".join(indices), name="index.blocks.*", flat_settings=True
+    )
+    return {
+        index: {
+            name
+            for name, value in response.get(index, {}).get("settings", {}).items()
+            if str(value).lower() == "true"
+        }
+        for index in indices
+    }
+
+
 def check_writable(client: OpenSearch, indices: tuple[str, ...]) -> None:
     """Raise before any read when a block on one of `indices` rejects writes.
 
     A block set later in the run, as the flood-stage watermark does, is
     reported by the first write it rejects.
     """
-    response = client.indices.get_settings(
-        index=",".join(indices), name="index.blocks.*", flat_settings=True
-    )
-    for index in indices:
-        flat = response.get(index, {}).get("settings", {})
+    for index, blocks in enabled_blocks(client, indices).items():
         for block, fix in _WRITE_BLOCKS.items():
-            if str(flat.get(block, "false")).lower() == "true":
+            if block in blocks:
                 raise IndexBlockedError(
                     f"index {index!r} has {block}: true, so it rejects the vector "
                     f"writes; {fix.format(index=index)}, then run the backfill again"

@@ -25,6 +25,7 @@ from .mapping import (
     IndexTarget,
     _properties_for,
     copyable_settings,
+    enabled_blocks,
     meta_field_mapping,
     vector_field_mapping,
 )
@@ -58,7 +59,7 @@ def shard_seq_nos(
     """Return a sequence number of each primary shard of `index`, by shard number.
 
     `local_checkpoint` is the highest `_seq_no` below which every operation
-    has been processed, so after a refresh a search sees all of them.
+    has been processed, so after a refresh a search returns all of them.
     `max_seq_no` is the highest one handed out, including operations still
     in flight.
     """
@@ -90,7 +91,7 @@ def update_os_mlt_meta(client: OpenSearch, index: str, values: dict[str, Any]) -
 def record_checkpoint(
     client: OpenSearch, migration: Migration, seq_nos: dict[str, int]
 ) -> None:
-    """Record that the new index holds every write of the old one up to `seq_nos`.
+    """Record that the new index contains every write of the old one up to `seq_nos`.
 
     `seq_nos` maps each shard of the old index to the highest `_seq_no` copied.
     """
@@ -177,7 +178,7 @@ def check_migratable(target: IndexTarget) -> str:
     return target.indices[0]
 
 
-# Longest index name OpenSearch accepts, in UTF-8 bytes.
+# Maximum length of an index name in OpenSearch, in UTF-8 bytes.
 _MAX_INDEX_NAME_BYTES = 255
 
 # Blocks that also stop the `_aliases` call that moves the alias.
@@ -190,11 +191,9 @@ _METADATA_BLOCKS = (
 
 def _check_alias_can_move(client: OpenSearch, source: str) -> None:
     """Raise before any copy when a block on `source` would stop the alias from moving."""
-    flat = client.indices.get_settings(index=source, flat_settings=True)[source][
-        "settings"
-    ]
+    blocks = enabled_blocks(client, (source,))[source]
     for block in _METADATA_BLOCKS:
-        if str(flat.get(block, "false")).lower() == "true":
+        if block in blocks:
             raise IndexBlockedError(
                 f"index {source!r} has {block}: true, which also stops the alias from "
                 f"moving off it at the end of a migration. Clear it with PUT "
@@ -208,10 +207,8 @@ def carry_write_block(client: OpenSearch, migration: Migration) -> bool:
 
     Returns whether the old index had the block.
     """
-    flat = client.indices.get_settings(
-        index=migration.source_index, flat_settings=True
-    )[migration.source_index]["settings"]
-    if str(flat.get("index.blocks.write", "false")).lower() == "true":
+    source = migration.source_index
+    if "index.blocks.write" in enabled_blocks(client, (source,))[source]:
         logger.info(
             "Setting index.blocks.write on %s, as on %s",
             migration.new_index,
