@@ -369,6 +369,18 @@ def _node_settings(args: argparse.Namespace) -> Any:
     return NodeSettings(**overrides)
 
 
+def _configured_hosts() -> list[str]:
+    """Return the hosts other commands would use, or none when the settings are invalid.
+
+    `node start` only prints a hint from them, so an unrelated invalid
+    setting must not stop the node from starting.
+    """
+    try:
+        return Settings().hosts
+    except (ValidationError, SettingsError, ConfigurationError):
+        return []
+
+
 def _cmd_node(args: argparse.Namespace) -> int:
     from . import node
 
@@ -378,7 +390,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
         console.print(
             f"OpenSearch {status.version} is {status.health} at {status.url} (pid {status.pid})"
         )
-        if status.url not in Settings().hosts:
+        if status.url not in _configured_hosts():
             console.print(
                 f"Other os-mlt commands reach it with --hosts {status.url} or "
                 f"OS_MLT_HOSTS={status.url}"
